@@ -1,0 +1,86 @@
+"""scenelog's write side: the batch log, its events, and the store's commands.
+
+    from eventstore import SceneVersionStore, Scene, load_scene, structure_fingerprint
+
+Modules: ``layout`` (ids, paths), ``scene`` (bodies), ``events`` (the four
+event types and their codec), ``manifest`` (the fold), ``lock``, ``log`` (the
+log interface and its file backend), ``views`` (``versions.json``),
+``store`` (the commands), ``errors``. Nothing here imports ``projections``.
+"""
+
+from __future__ import annotations
+
+from eventstore.errors import (
+    BodyMissing,
+    DamagedBody,
+    DamagedLog,
+    DamagedStore,
+    IdentityMismatch,
+    InvalidInput,
+    LockTimeout,
+    NoLog,
+    NotActiveVersion,
+    RuleViolation,
+    SceneFormatError,
+    ScenelogError,
+    SeqMismatch,
+    StoreIOError,
+    UnimportedManifest,
+    UnknownBatch,
+    UnregisteredVersion,
+    VersionBodyExists,
+)
+from eventstore.events import (
+    EVENT_TYPES,
+    Appended,
+    Conformed,
+    Derived,
+    Event,
+    Reverted,
+)
+from eventstore.layout import BatchPaths, Layout
+from eventstore.log import EventLog, FileLog, LogSession
+from eventstore.manifest import Manifest, VersionEntry, fold
+from eventstore.scene import Scene, load_scene, structure_fingerprint
+from eventstore.store import KINDS, STATES, SceneVersionStore
+
+__all__ = [
+    "EVENT_TYPES",
+    "KINDS",
+    "STATES",
+    "Appended",
+    "BatchPaths",
+    "BodyMissing",
+    "Conformed",
+    "DamagedBody",
+    "DamagedLog",
+    "DamagedStore",
+    "Derived",
+    "Event",
+    "EventLog",
+    "FileLog",
+    "IdentityMismatch",
+    "InvalidInput",
+    "Layout",
+    "LockTimeout",
+    "LogSession",
+    "Manifest",
+    "NoLog",
+    "NotActiveVersion",
+    "Reverted",
+    "RuleViolation",
+    "Scene",
+    "SceneFormatError",
+    "SceneVersionStore",
+    "ScenelogError",
+    "SeqMismatch",
+    "StoreIOError",
+    "UnimportedManifest",
+    "UnknownBatch",
+    "UnregisteredVersion",
+    "VersionBodyExists",
+    "VersionEntry",
+    "fold",
+    "load_scene",
+    "structure_fingerprint",
+]

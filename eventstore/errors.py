@@ -1,0 +1,161 @@
+"""The exception tree of scenelog.
+
+Every error the store raises on purpose derives from :class:`ScenelogError` and
+from the builtin the design contract names, so callers written against the
+reference store (``except ValueError``) keep working::
+
+    ScenelogError                      exit_code  meaning
+    ├── InvalidInput(ValueError)           2      bad id, version, kind, state, scene JSON
+    │   └── SceneFormatError                      a scene body that is not a scene
+    ├── UnknownBatch(ValueError)           2      a read of a batch that has no log
+    ├── RuleViolation(ValueError)          3      refused by a rule of DESIGN §6
+    │   ├── IdentityMismatch                      R1: scene_id != requested batch
+    │   ├── NoLog                                 R10/R11: nothing to conform/revert
+    │   ├── UnregisteredVersion                   R10/R11: version not in the log
+    │   ├── NotActiveVersion                      R12: the pointer-race guard
+    │   ├── SeqMismatch                           R15: expected_seq differs
+    │   └── UnimportedManifest                    R21: reference versions.json, no log
+    ├── VersionBodyExists(FileExistsError) 3      R8: write-once guard
+    ├── LockTimeout(TimeoutError)          3      the batch lock was not had in time
+    ├── BodyMissing(FileNotFoundError)     4      a registered body is gone
+    ├── DamagedStore(ValueError)           4      a file of the store cannot be trusted
+    │   ├── DamagedLog                            corrupt line, broken seq or hash chain
+    │   └── DamagedBody                           unreadable version body
+    └── StoreIOError(OSError)              4      the disk refused a write (ENOSPC, EROFS)
+
+Errors carry their facts as attributes (``batch_id``, ``path``, ``line``,
+``expected``, ``actual``) and every message says what to do next. All of them
+pickle, so they cross process boundaries intact.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "BodyMissing",
+    "DamagedBody",
+    "DamagedLog",
+    "DamagedStore",
+    "IdentityMismatch",
+    "InvalidInput",
+    "LockTimeout",
+    "NoLog",
+    "NotActiveVersion",
+    "RuleViolation",
+    "SceneFormatError",
+    "ScenelogError",
+    "SeqMismatch",
+    "StoreIOError",
+    "UnimportedManifest",
+    "UnknownBatch",
+    "UnregisteredVersion",
+    "VersionBodyExists",
+]
+
+
+class ScenelogError(Exception):
+    """Base of every error scenelog raises on purpose."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, **facts: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.facts = facts
+        for key, value in facts.items():
+            setattr(self, key, value)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.message, self.facts))
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _rebuild(cls: type[ScenelogError], message: str, facts: dict[str, Any]) -> ScenelogError:
+    return cls(message, **facts)
+
+
+class InvalidInput(ScenelogError, ValueError):
+    """An argument or input document is malformed; nothing was touched."""
+
+    exit_code = 2
+
+
+class SceneFormatError(InvalidInput):
+    """A scene body is not valid JSON or lacks ``scene_id``/``beats``/``shot_id``."""
+
+
+class UnknownBatch(ScenelogError, ValueError):
+    """A read names a batch that has no log (and no flat body)."""
+
+    exit_code = 2
+
+
+class RuleViolation(ScenelogError, ValueError):
+    """A command was refused by a rule of the design contract; nothing was written."""
+
+    exit_code = 3
+
+
+class IdentityMismatch(RuleViolation):
+    """R1: the scene's ``scene_id`` is not the batch it is written to."""
+
+
+class NoLog(RuleViolation):
+    """R10/R11: a pointer move on a batch that has no log."""
+
+
+class UnregisteredVersion(RuleViolation):
+    """R10/R11: the version is not registered in the batch's log."""
+
+
+class NotActiveVersion(RuleViolation):
+    """R12: ``mark_derived`` of a version that is not the active one."""
+
+
+class SeqMismatch(RuleViolation):
+    """R15: the log's last seq is not the ``expected_seq`` the caller gave."""
+
+
+class UnimportedManifest(RuleViolation):
+    """R21: a reference-format ``versions.json`` exists without a log."""
+
+
+class VersionBodyExists(ScenelogError, FileExistsError):
+    """R8: the target version body exists already; it is never overwritten."""
+
+    exit_code = 3
+
+
+class LockTimeout(ScenelogError, TimeoutError):
+    """The batch lock could not be acquired within ``timeout`` seconds."""
+
+    exit_code = 3
+
+
+class BodyMissing(ScenelogError, FileNotFoundError):
+    """A body the log registers is missing from disk."""
+
+    exit_code = 4
+
+
+class DamagedStore(ScenelogError, ValueError):
+    """A file of the store cannot be trusted; reads and writes of the batch stop."""
+
+    exit_code = 4
+
+
+class DamagedLog(DamagedStore):
+    """A log line is corrupt, out of sequence, or breaks the hash chain."""
+
+
+class DamagedBody(DamagedStore):
+    """A version body is unreadable or is not a scene."""
+
+
+class StoreIOError(ScenelogError, OSError):
+    """The operating system refused a write (disk full, read-only, permissions)."""
+
+    exit_code = 4

@@ -1,0 +1,139 @@
+"""The four events of a batch log and their one codec.
+
+Each event is a msgspec tagged ``Struct``; the tag field is ``type`` and the
+tags are permanent: never rename, retype or reorder a field, and add new ones
+only with defaults (they are then left out of lines while at their default).
+
+Envelope (every event): ``seq``, ``batch_id``, ``version``, ``at``, ``actor``,
+``reason``, ``event_id``, ``prev``. ``seq`` and ``prev`` are given by the log
+at append time; commands build events with ``seq=0, prev=None``.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import msgspec
+
+__all__ = [
+    "EVENT_TYPES",
+    "Appended",
+    "Conformed",
+    "Derived",
+    "Event",
+    "EventBase",
+    "Reverted",
+    "decode_event",
+    "decode_lines",
+    "default_actor",
+    "encode_event",
+    "new_event_id",
+    "utc_now",
+]
+
+
+class EventBase(msgspec.Struct, tag_field="type", omit_defaults=True):
+    """The envelope every event carries (DESIGN §3)."""
+
+    type: ClassVar[str]
+    seq: int
+    batch_id: str
+    version: int
+    at: str
+    actor: str
+    reason: str | None
+    event_id: str
+    prev: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The event as the JSON object of its log line."""
+        result: dict[str, Any] = msgspec.to_builtins(self)
+        return result
+
+
+class Appended(EventBase, tag="appended"):
+    """A version body was registered (``imported``: carried over from a reference manifest)."""
+
+    type: ClassVar[str] = "appended"
+    artifact: str
+    state: str
+    downstream: str
+    kind: str
+    source: str
+    parent_version: int | None
+    structure_fingerprint: str
+    shot_count: int
+    imported: bool = False
+
+
+class Conformed(EventBase, tag="conformed"):
+    """The pointer moved to ``version`` and it was approved."""
+
+    type: ClassVar[str] = "conformed"
+    previous_active: int | None
+    imported: bool = False
+
+
+class Reverted(EventBase, tag="reverted"):
+    """The pointer moved back to ``version``; nothing else changed."""
+
+    type: ClassVar[str] = "reverted"
+    previous_active: int | None
+    imported: bool = False
+
+
+class Derived(EventBase, tag="derived"):
+    """The boards of the active ``version`` were rebuilt."""
+
+    type: ClassVar[str] = "derived"
+    imported: bool = False
+
+
+Event = Appended | Conformed | Reverted | Derived
+EVENT_TYPES: tuple[str, ...] = ("appended", "conformed", "reverted", "derived")
+
+_encoder = msgspec.json.Encoder()
+_decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(Event)
+
+
+def encode_event(event: Event) -> bytes:
+    """The event's log line, without the trailing newline."""
+    return _encoder.encode(event)
+
+
+def decode_event(line: bytes | str) -> Event:
+    """One event from one line (raises msgspec.DecodeError / ValidationError)."""
+    return _decoder.decode(line)
+
+
+def decode_lines(data: bytes) -> list[Event]:
+    """Every event of a chunk of complete, newline-terminated lines."""
+    return _decoder.decode_lines(data)
+
+
+def utc_now() -> str:
+    """Now in UTC as ISO 8601 with microseconds and ``Z``."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def new_event_id() -> str:
+    return uuid.uuid4().hex
+
+
+def default_actor(actor: str | None = None) -> str:
+    """``actor`` if given, else ``$SCENELOG_ACTOR``, else ``user@host``."""
+    if actor:
+        return actor
+    env = os.environ.get("SCENELOG_ACTOR")
+    if env:
+        return env
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"

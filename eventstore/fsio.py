@@ -1,0 +1,135 @@
+"""Durable file primitives: write-once bodies, atomic replacement, fsync of folders.
+
+Invariants:
+- ``write_once`` never replaces an existing file: the body is written to a
+  temporary name, fsync'd, then hard-linked to its final name (``link`` fails
+  if the name exists) and the folder fsync'd. A crash leaves either no body or
+  the whole body, plus at most a stray ``.tmp`` file that nothing reads.
+- ``replace_atomic`` writes a temporary file and renames it over the target,
+  so readers see the old or the new bytes, never a mix.
+- OS errors on the write path become :class:`StoreIOError` naming the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+from eventstore.errors import StoreIOError, VersionBodyExists
+
+__all__ = ["fsync_dir", "os_errors", "replace_atomic", "write_once"]
+
+_HINTS = {
+    errno.ENOSPC: "the disk is full: free space and run the command again",
+    errno.EDQUOT: "the disk quota is exhausted: free space and run the command again",
+    errno.EROFS: "the store is on a read-only filesystem: remount it read-write",
+    errno.EACCES: "permission denied: check the owner and mode of the store's folders",
+    errno.EPERM: "operation not permitted: check the owner and mode of the store's folders",
+}
+
+
+@contextlib.contextmanager
+def os_errors(path: Path, doing: str) -> Iterator[None]:
+    """Turn an OSError on ``path`` into StoreIOError with what to do next."""
+    try:
+        yield
+    except FileExistsError:
+        raise
+    except OSError as e:
+        if isinstance(e, StoreIOError):
+            raise
+        hint = _HINTS.get(e.errno or 0, "check the disk and the store's folders")
+        raise StoreIOError(
+            f"cannot {doing} {path}: {e.strerror or e}; {hint}",
+            path=str(path),
+            errno_code=e.errno,
+        ) from e
+
+
+def fsync_dir(path: Path) -> None:
+    """Make the entries of folder ``path`` (creations, renames) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _tmp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def write_once(path: Path, data: bytes, *, batch_id: str | None = None) -> None:
+    """Write ``data`` to ``path`` durably; refuse (VersionBodyExists) if it exists.
+
+    Crash at each step: before the link, a stray temp file and no body; after
+    the link but before the folder fsync, the body may vanish on power loss
+    (no event names it yet, R9); after, the body is durable.
+    """
+    if path.exists():
+        raise VersionBodyExists(
+            f"refusing to overwrite existing version body {path.name} of batch "
+            f"{batch_id or path.name.split('.')[0]}: bodies are immutable; "
+            "run `scenelog verify` to inspect the batch",
+            path=str(path),
+            batch_id=batch_id,
+        )
+    with os_errors(path, "write"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _tmp_name(path)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            try:
+                _write_all(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            try:
+                os.link(tmp, path)
+            except FileExistsError as e:
+                raise VersionBodyExists(
+                    f"refusing to overwrite existing version body {path.name}: another "
+                    "writer created it first; bodies are immutable",
+                    path=str(path),
+                    batch_id=batch_id,
+                ) from e
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        fsync_dir(path.parent)
+
+
+def replace_atomic(path: Path, data: bytes, *, durable: bool = False) -> None:
+    """Replace ``path`` with ``data`` atomically (temp file + rename).
+
+    With ``durable`` the temp file and the folder are fsync'd too; caches such
+    as views skip it, since a lost or torn cache is rebuilt from the log.
+    """
+    with os_errors(path, "write"):
+        tmp = _tmp_name(path)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            try:
+                _write_all(fd, data)
+                if durable:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        if durable:
+            fsync_dir(path.parent)

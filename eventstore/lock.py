@@ -1,0 +1,94 @@
+"""The per-batch lock: exclusive across threads and processes, with a timeout.
+
+``fasteners.InterProcessLock`` (POSIX ``lockf``) excludes processes but not
+threads of one process, and releasing any instance on a path drops the lock
+for the whole process. So each path gets one process-wide ``threading.Lock``
+taken first and one fasteners instance, polled with small delays so a
+contended wait stays in milliseconds. Only this module imports fasteners.
+
+Invariants:
+- The lock file is a sidecar that nothing else opens (closing any fd of a
+  ``lockf``-locked file drops the lock).
+- A wait longer than ``timeout`` raises :class:`LockTimeout` naming the file;
+  nothing is ever held forever.
+- After ``fork`` the child starts with fresh locks (the parent's are not its).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import fasteners
+
+from eventstore.errors import LockTimeout
+from eventstore.fsio import os_errors
+
+__all__ = ["DEFAULT_LOCK_TIMEOUT", "batch_lock"]
+
+DEFAULT_LOCK_TIMEOUT = 30.0
+"""Seconds a command waits for its batch lock before LockTimeout."""
+
+_DELAY = 0.0005
+_MAX_DELAY = 0.002
+
+_registry_guard = threading.Lock()
+_registry: dict[str, tuple[threading.Lock, fasteners.InterProcessLock]] = {}
+
+
+def _reset_after_fork() -> None:
+    global _registry_guard
+    _registry_guard = threading.Lock()
+    _registry.clear()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def _locks_for(path: Path) -> tuple[threading.Lock, fasteners.InterProcessLock]:
+    key = str(path)
+    with _registry_guard:
+        pair = _registry.get(key)
+        if pair is None:
+            pair = (threading.Lock(), fasteners.InterProcessLock(key))
+            _registry[key] = pair
+        return pair
+
+
+def _timeout_error(path: Path, timeout: float, batch_id: str | None) -> LockTimeout:
+    return LockTimeout(
+        f"batch {batch_id or path.stem} is locked: waited {timeout:g}s for {path}; another "
+        "writer holds it — retry, or find the hung process holding the lock",
+        path=str(path),
+        timeout=timeout,
+        batch_id=batch_id,
+    )
+
+
+@contextmanager
+def batch_lock(
+    path: Path, *, timeout: float = DEFAULT_LOCK_TIMEOUT, batch_id: str | None = None
+) -> Iterator[None]:
+    """Hold the exclusive lock on sidecar ``path`` for the ``with`` block."""
+    thread_lock, process_lock = _locks_for(path)
+    deadline = time.monotonic() + timeout
+    if not thread_lock.acquire(timeout=max(timeout, 0.0)):
+        raise _timeout_error(path, timeout, batch_id)
+    try:
+        remaining = max(deadline - time.monotonic(), 0.0)
+        with os_errors(path, "lock"):
+            got = process_lock.acquire(
+                blocking=True, delay=_DELAY, max_delay=_MAX_DELAY, timeout=remaining
+            )
+        if not got:
+            raise _timeout_error(path, timeout, batch_id)
+        try:
+            yield
+        finally:
+            process_lock.release()
+    finally:
+        thread_lock.release()

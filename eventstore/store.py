@@ -1,0 +1,547 @@
+"""SceneVersionStore: the four commands of a batch, each one append to its log.
+
+Every command validates its arguments before touching the disk (R2), takes
+the batch lock, checks itself against the state folded from the log under
+that lock (R14), appends all its events with one write (R20), then rewrites
+the view (R17). Nothing here moves the pointer but ``conform`` and
+``revert``; nothing edits a body once written.
+
+Crash at each step of ``write_scene_candidate``: before the body, nothing;
+after the body, an orphan body that the next numbering skips (R8, R9);
+during the event line, a torn tail the next writer removes (R18); after the
+line's fsync, committed — a missing or stale view is refolded by readers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+from eventstore.errors import (
+    BodyMissing,
+    IdentityMismatch,
+    InvalidInput,
+    NoLog,
+    NotActiveVersion,
+    SeqMismatch,
+    UnregisteredVersion,
+)
+from eventstore.events import (
+    Appended,
+    Conformed,
+    Derived,
+    Event,
+    Reverted,
+    default_actor,
+    new_event_id,
+    utc_now,
+)
+from eventstore.layout import (
+    BatchPaths,
+    Layout,
+    normalize_episode,
+    validate_batch_id,
+    validate_version,
+)
+from eventstore.lock import DEFAULT_LOCK_TIMEOUT
+from eventstore.log import EventLog, FileLog, LogSession
+from eventstore.manifest import Fold, Manifest, VersionEntry
+from eventstore.scene import Scene, load_scene, save_scene_once, structure_fingerprint
+from eventstore.views import check_unimported, write_view
+
+__all__ = ["KINDS", "STATES", "SceneVersionStore"]
+
+KINDS = ("pickup", "reshoot")
+STATES = ("candidate", "approved")
+
+T = TypeVar("T")
+
+# Highest body version seen on disk per batch, with the folder's mtime when
+# seen: a folder that has not changed since is not listed again (R8 stays
+# O(1) per append); bodies at max+1… left by crashed writers are probed.
+# Only touched under the batch lock of the batch it names.
+_disk_seen: dict[str, tuple[int, int]] = {}
+os.register_at_fork(after_in_child=_disk_seen.clear)
+
+
+class _DiskHigh:
+    """The highest body version on disk, as known at the start of one command."""
+
+    __slots__ = ("known",)
+
+    def __init__(self, paths: BatchPaths) -> None:
+        seen = _disk_seen.get(str(paths.log))
+        self.known = seen[0] if seen is not None and seen[1] == _mtime(paths.scenes_dir) else None
+
+    def next_version(self, paths: BatchPaths, highest_logged: int) -> int:
+        """R8: N = max(highest version in the log, highest body on disk) + 1."""
+        if self.known is None:
+            self.known = paths.highest_body_version()
+        version = max(highest_logged, self.known) + 1
+        while paths.body(version).exists():
+            version += 1
+        self.known = version
+        return version
+
+    def remember(self, paths: BatchPaths, highest_logged: int) -> None:
+        if self.known is not None:
+            _disk_seen[str(paths.log)] = (
+                max(self.known, highest_logged),
+                _mtime(paths.scenes_dir),
+            )
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except FileNotFoundError:
+        return -1
+
+
+def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise InvalidInput(
+            f"invalid {name} {value!r}: must be one of {', '.join(allowed)}", value=value
+        )
+    return value
+
+
+def _check_text(name: str, value: object, *, optional: bool) -> str | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or (not optional and not value):
+        raise InvalidInput(f"invalid {name} {value!r}: give a string", value=value)
+    return value
+
+
+def _check_expected_seq(expected_seq: object) -> int | None:
+    if expected_seq is None:
+        return None
+    if isinstance(expected_seq, bool) or not isinstance(expected_seq, int) or expected_seq < 0:
+        raise InvalidInput(
+            f"invalid expected_seq {expected_seq!r}: a whole number >= 0", value=expected_seq
+        )
+    return expected_seq
+
+
+class SceneVersionStore:
+    """The owner of every mutation of one episode's batches.
+
+    ``root`` defaults to ``$SCENELOG_ROOT``, else the current directory;
+    ``lock_timeout`` is how long a command waits for its batch lock.
+    """
+
+    def __init__(
+        self,
+        project: str,
+        episode: int | str,
+        root: str | os.PathLike[str] | None = None,
+        *,
+        log: EventLog | None = None,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    ) -> None:
+        self.layout = Layout.of(project, root)
+        self.project = self.layout.project
+        self.episode = normalize_episode(episode)
+        self.log = log if log is not None else FileLog(self.layout)
+        self.lock_timeout = lock_timeout
+
+    def __repr__(self) -> str:
+        return (
+            f"SceneVersionStore({self.project!r}, {self.episode!r}, root={str(self.layout.root)!r})"
+        )
+
+    # ── commands ────────────────────────────────────────────────────────────
+
+    def write_scene_candidate(
+        self,
+        requested_batch_id: str,
+        scene: Scene,
+        *,
+        parent_version: int | None = None,
+        source: str = "rederive",
+        state: str = "candidate",
+        kind: str = "reshoot",
+        dedup_against_versions: bool = False,
+        actor: str | None = None,
+        reason: str | None = None,
+    ) -> int:
+        """Register ``scene`` as a new immutable version; return its number.
+
+        Case A (no log, no flat body): the flat body becomes v1, approved and
+        derived, active. Case B (flat body, no log): the flat body is
+        registered in place as v1 and the candidate follows, in one append.
+        Case C (log): the candidate is appended. The pointer never moves
+        (R3-R6). With ``dedup_against_versions`` a registered version of the
+        same structure fingerprint is returned instead (R7).
+
+        Invariants: arguments and identity are checked before any disk access
+        (R1, R2); the body is durable before its event (R9); N skips orphan
+        bodies (R8); the body is never overwritten (VersionBodyExists).
+        """
+        paths = self._paths(requested_batch_id)
+        if not isinstance(scene, Scene):
+            raise InvalidInput(f"scene must be a Scene, not {type(scene).__name__}")
+        if scene.scene_id != requested_batch_id:
+            raise IdentityMismatch(
+                f"refusing to write batch {requested_batch_id}: the scene's scene_id is "
+                f"{scene.scene_id!r} (a renumbered scene is a new batch, never a version); "
+                "fix the scene_id or write it to its own batch",
+                batch_id=requested_batch_id,
+                expected=requested_batch_id,
+                actual=scene.scene_id,
+            )
+        _check_choice("kind", kind, KINDS)
+        _check_choice("state", state, STATES)
+        _check_text("source", source, optional=False)
+        if parent_version is not None:
+            validate_version(parent_version, batch_id=requested_batch_id)
+        actor, reason = self._who(actor, reason)
+        fingerprint = structure_fingerprint(scene)
+        dedup = bool(dedup_against_versions)
+
+        def command(session: LogSession, disk: _DiskHigh) -> int:
+            fold = session.fold
+            events: list[Event] = []
+            if fold.seq == 0:
+                check_unimported(paths)
+                if not paths.flat.exists():
+                    # Case A: the first write of a batch.
+                    save_scene_once(scene, paths.flat, batch_id=paths.batch_id)
+                    events.append(
+                        self._appended(
+                            paths,
+                            1,
+                            paths.flat.name,
+                            scene,
+                            fingerprint,
+                            state="approved",
+                            downstream="derived",
+                            kind=kind,
+                            source="initial",
+                            parent=None,
+                            actor=actor,
+                            reason=reason,
+                        )
+                    )
+                    self._commit(session, paths, events, disk)
+                    return 1
+                # Case B: register the legacy flat body in place as v1.
+                flat = self._load_body(paths, paths.flat)
+                flat_fp = structure_fingerprint(flat)
+                events.append(
+                    self._appended(
+                        paths,
+                        1,
+                        paths.flat.name,
+                        flat,
+                        flat_fp,
+                        state="approved",
+                        downstream="derived",
+                        kind="reshoot",
+                        source="legacy_flat",
+                        parent=None,
+                        actor=actor,
+                        reason=reason,
+                    )
+                )
+                if dedup and flat_fp == fingerprint:
+                    self._commit(session, paths, events, disk)
+                    return 1
+                highest = 1
+            else:
+                if dedup:
+                    for entry in fold.entries:
+                        if entry.structure_fingerprint == fingerprint:
+                            return entry.version
+                highest = fold.max_version
+            version = disk.next_version(paths, highest)
+            save_scene_once(scene, paths.body(version), batch_id=paths.batch_id)
+            events.append(
+                self._appended(
+                    paths,
+                    version,
+                    paths.body_name(version),
+                    scene,
+                    fingerprint,
+                    state=state,
+                    downstream="not_derived",
+                    kind=kind,
+                    source=source,
+                    parent=parent_version,
+                    actor=actor,
+                    reason=reason,
+                )
+            )
+            self._commit(session, paths, events, disk)
+            return version
+
+        return self._run(paths, command, expected_seq=None, needs_log=False)
+
+    def conform(
+        self,
+        batch_id: str,
+        version: int,
+        *,
+        expected_seq: int | None = None,
+        actor: str | None = None,
+        reason: str | None = None,
+    ) -> Manifest:
+        """Point the batch at ``version`` and approve it (R10).
+
+        Never touches ``downstream``, never maps boards, never edits a body.
+        A conform of the active approved version appends nothing (R13).
+        """
+        return self._move_pointer(Conformed, batch_id, version, expected_seq, actor, reason)
+
+    def revert(
+        self,
+        batch_id: str,
+        version: int,
+        *,
+        expected_seq: int | None = None,
+        actor: str | None = None,
+        reason: str | None = None,
+    ) -> Manifest:
+        """Point the batch back at ``version``; nothing else changes (R11).
+
+        A version that was ``derived`` is dispatch-ready at once. A revert to
+        the active version appends nothing (R13).
+        """
+        return self._move_pointer(Reverted, batch_id, version, expected_seq, actor, reason)
+
+    def mark_derived(
+        self,
+        batch_id: str,
+        version: int,
+        *,
+        expected_seq: int | None = None,
+        actor: str | None = None,
+        reason: str | None = None,
+    ) -> Manifest | None:
+        """Record that the boards of the active ``version`` were rebuilt (R12).
+
+        No log: returns None and writes nothing. Under the lock the version
+        must be the active one (NotActiveVersion otherwise: a late board build
+        never marks a non-active version fresh). Already derived: no event.
+        """
+        paths = self._paths(batch_id)
+        validate_version(version, batch_id=batch_id)
+        expected = _check_expected_seq(expected_seq)
+        actor, reason = self._who(actor, reason)
+        if not self.log.exists(paths.batch_id):
+            check_unimported(paths)
+            return None
+
+        def command(session: LogSession, disk: _DiskHigh) -> Manifest | None:
+            fold = session.fold
+            if fold.seq == 0:
+                return None
+            entry = self._registered(fold, paths, version)
+            if version != fold.active_version:
+                raise NotActiveVersion(
+                    f"refusing to mark v{version} of batch {batch_id} derived: the active "
+                    f"version is v{fold.active_version}; a board build must not mark a "
+                    f"non-active version fresh — rebuild the boards of v{fold.active_version}",
+                    batch_id=batch_id,
+                    version=version,
+                    active_version=fold.active_version,
+                )
+            if entry.downstream != "derived":
+                self._commit(
+                    session, paths, [self._event(Derived, paths, version, actor, reason)], disk
+                )
+            return fold.manifest()
+
+        return self._run(paths, command, expected_seq=expected, needs_log=False)
+
+    # ── internals ───────────────────────────────────────────────────────────
+
+    def _paths(self, batch_id: object) -> BatchPaths:
+        batch_id = validate_batch_id(batch_id)
+        if not batch_id.startswith(self.episode + "_"):
+            raise InvalidInput(
+                f"batch {batch_id} is not of episode {self.episode}: open a store for "
+                f"{batch_id[:6]}",
+                batch_id=batch_id,
+            )
+        return self.layout.batch(batch_id)
+
+    @staticmethod
+    def _who(actor: object, reason: object) -> tuple[str, str | None]:
+        given = _check_text("actor", actor, optional=True)
+        return default_actor(given), _check_text("reason", reason, optional=True)
+
+    def _run(
+        self,
+        paths: BatchPaths,
+        command: Callable[[LogSession, _DiskHigh], T],
+        *,
+        expected_seq: int | None,
+        needs_log: bool,
+    ) -> T:
+        if needs_log and not self.log.exists(paths.batch_id):
+            check_unimported(paths)
+            raise NoLog(
+                f"batch {paths.batch_id} has no log: nothing to move the pointer to — "
+                "write a candidate first (`scenelog add`)",
+                batch_id=paths.batch_id,
+            )
+        if not needs_log and not self.log.exists(paths.batch_id):
+            check_unimported(paths)
+        with self._session(paths) as session:
+            if expected_seq is not None and session.fold.seq != expected_seq:
+                raise SeqMismatch(
+                    f"batch {paths.batch_id} changed: expected seq {expected_seq}, the log is "
+                    f"at seq {session.fold.seq}; re-read the batch and decide again",
+                    batch_id=paths.batch_id,
+                    expected=expected_seq,
+                    actual=session.fold.seq,
+                )
+            return command(session, _DiskHigh(paths))
+
+    @contextmanager
+    def _session(self, paths: BatchPaths) -> Iterator[LogSession]:
+        with self.log.session(paths.batch_id, timeout=self.lock_timeout) as session:
+            yield session
+
+    def _move_pointer(
+        self,
+        event_type: type[Conformed] | type[Reverted],
+        batch_id: str,
+        version: int,
+        expected_seq: int | None,
+        actor: str | None,
+        reason: str | None,
+    ) -> Manifest:
+        paths = self._paths(batch_id)
+        validate_version(version, batch_id=batch_id)
+        expected = _check_expected_seq(expected_seq)
+        actor, reason = self._who(actor, reason)
+        approving = event_type is Conformed
+
+        def command(session: LogSession, disk: _DiskHigh) -> Manifest:
+            fold = session.fold
+            if fold.seq == 0:
+                raise NoLog(
+                    f"batch {batch_id} has an empty log: nothing to move the pointer to",
+                    batch_id=batch_id,
+                )
+            entry = self._registered(fold, paths, version)
+            self._check_pointer_target(paths, entry)
+            unchanged = fold.active_version == version and (
+                not approving or entry.state == "approved"
+            )
+            if not unchanged:
+                event = event_type(
+                    seq=0,
+                    batch_id=paths.batch_id,
+                    version=version,
+                    at=utc_now(),
+                    actor=actor,
+                    reason=reason,
+                    event_id=new_event_id(),
+                    prev=None,
+                    previous_active=fold.active_version,
+                )
+                self._commit(session, paths, [event], disk)
+            return fold.manifest()
+
+        return self._run(paths, command, expected_seq=expected, needs_log=True)
+
+    @staticmethod
+    def _registered(fold: Fold, paths: BatchPaths, version: int) -> VersionEntry:
+        entry = fold.entry(version)
+        if entry is None:
+            known = ", ".join(f"v{e.version}" for e in fold.entries[-5:])
+            raise UnregisteredVersion(
+                f"version {version} is not registered for batch {paths.batch_id} "
+                f"(latest: {known}); run `scenelog show {paths.batch_id}`",
+                batch_id=paths.batch_id,
+                version=version,
+            )
+        return entry
+
+    def _check_pointer_target(self, paths: BatchPaths, entry: VersionEntry) -> None:
+        body = self._load_body(paths, paths.artifact(entry.artifact))
+        if body.scene_id != paths.batch_id:
+            raise IdentityMismatch(
+                f"cannot move the pointer of batch {paths.batch_id} to v{entry.version}: its "
+                f"body {entry.artifact} has scene_id {body.scene_id!r}; run `scenelog verify`",
+                batch_id=paths.batch_id,
+                expected=paths.batch_id,
+                actual=body.scene_id,
+            )
+
+    @staticmethod
+    def _load_body(paths: BatchPaths, path: Path) -> Scene:
+        try:
+            return load_scene(path)
+        except FileNotFoundError as e:
+            raise BodyMissing(
+                f"scene body {path} of batch {paths.batch_id} is missing; restore it from "
+                "backup (`scenelog verify` lists what else is missing)",
+                path=str(path),
+                batch_id=paths.batch_id,
+            ) from e
+
+    @staticmethod
+    def _event(
+        event_type: type[Derived], paths: BatchPaths, version: int, actor: str, reason: str | None
+    ) -> Derived:
+        return event_type(
+            seq=0,
+            batch_id=paths.batch_id,
+            version=version,
+            at=utc_now(),
+            actor=actor,
+            reason=reason,
+            event_id=new_event_id(),
+            prev=None,
+        )
+
+    @staticmethod
+    def _appended(
+        paths: BatchPaths,
+        version: int,
+        artifact: str,
+        scene: Scene,
+        fingerprint: str,
+        *,
+        state: str,
+        downstream: str,
+        kind: str,
+        source: str,
+        parent: int | None,
+        actor: str,
+        reason: str | None,
+    ) -> Appended:
+        return Appended(
+            seq=0,
+            batch_id=paths.batch_id,
+            version=version,
+            at=utc_now(),
+            actor=actor,
+            reason=reason,
+            event_id=new_event_id(),
+            prev=None,
+            artifact=artifact,
+            state=state,
+            downstream=downstream,
+            kind=kind,
+            source=source,
+            parent_version=parent,
+            structure_fingerprint=fingerprint,
+            shot_count=len(scene.beats),
+        )
+
+    @staticmethod
+    def _commit(
+        session: LogSession, paths: BatchPaths, events: list[Event], disk: _DiskHigh
+    ) -> None:
+        session.append(events)
+        write_view(paths.view, session.fold.manifest())
+        disk.remember(paths, session.fold.max_version)

@@ -1,0 +1,79 @@
+"""The ``versions.json`` view: the folded manifest cached beside the log.
+
+Invariants:
+- A view is rewritten atomically (temp file + rename) by the writer holding
+  the batch lock, right after each commit; it is never fsync'd, because a lost
+  or torn view is rebuilt from the log (R17).
+- A view is trusted only when its ``seq`` equals the log's last seq.
+- A ``versions.json`` without ``seq`` and without a log was written by the
+  reference system: it is never overwritten or ignored (R21).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from eventstore.errors import DamagedLog, UnimportedManifest
+from eventstore.fsio import replace_atomic
+from eventstore.layout import BatchPaths
+from eventstore.manifest import Manifest, decode_manifest, encode_manifest
+
+__all__ = ["check_unimported", "load_reference_manifest", "read_view", "write_view"]
+
+logger = logging.getLogger("scenelog")
+
+
+def write_view(path: Path, manifest: Manifest) -> bool:
+    """Rewrite the view; a failure is logged, not raised (the log is the truth)."""
+    try:
+        replace_atomic(path, encode_manifest(manifest))
+    except OSError as e:
+        logger.warning("could not rewrite view %s (%s); readers fold the log instead", path, e)
+        return False
+    return True
+
+
+def read_view(path: Path) -> Manifest | None:
+    """The view's manifest, or None when it is missing or unreadable."""
+    try:
+        data = path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        return None
+    try:
+        return decode_manifest(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
+def load_reference_manifest(path: Path) -> dict[str, Any] | None:
+    """A ``versions.json`` parsed as plain JSON, or None when missing or not an object."""
+    try:
+        data = msgspec.json.decode(path.read_bytes())
+    except (FileNotFoundError, msgspec.DecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def check_unimported(paths: BatchPaths) -> None:
+    """R21: refuse when a ``versions.json`` stands without a log."""
+    if paths.log.exists() or not paths.view.exists():
+        return
+    data = load_reference_manifest(paths.view)
+    if data is not None and "seq" in data:
+        raise DamagedLog(
+            f"{paths.log}: missing, but its view {paths.view.name} says the batch had "
+            f"{data['seq']} events; restore the log of batch {paths.batch_id} from backup",
+            path=str(paths.log),
+            line=0,
+            batch_id=paths.batch_id,
+        )
+    raise UnimportedManifest(
+        f"batch {paths.batch_id} has a reference-format {paths.view.name} and no log: "
+        f"import it first with `scenelog import {paths.batch_id[:6]}`",
+        path=str(paths.view),
+        batch_id=paths.batch_id,
+    )
