@@ -42,7 +42,7 @@ from eventstore.layout import BatchPaths, Layout
 from eventstore.log import EventLog, FileLog, LogSession
 from eventstore.manifest import Manifest, VersionEntry, fold
 from eventstore.scene import Scene, load_scene, structure_fingerprint
-from eventstore.store import KINDS, STATES, SceneVersionStore
+from eventstore.store import KINDS, STATES, CandidateResult, SceneVersionStore
 
 __all__ = [
     "EVENT_TYPES",
@@ -51,6 +51,7 @@ __all__ = [
     "Appended",
     "BatchPaths",
     "BodyMissing",
+    "CandidateResult",
     "Conformed",
     "DamagedBody",
     "DamagedLog",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -52,12 +53,23 @@ from eventstore.manifest import Fold, Manifest, VersionEntry
 from eventstore.scene import Scene, load_scene, save_scene_once, structure_fingerprint
 from eventstore.views import check_unimported, write_view
 
-__all__ = ["KINDS", "STATES", "SceneVersionStore"]
+__all__ = ["KINDS", "STATES", "CandidateResult", "SceneVersionStore"]
 
 KINDS = ("pickup", "reshoot")
 STATES = ("candidate", "approved")
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateResult:
+    """What a candidate write did: the version, whether dedup answered, the log's seq."""
+
+    batch_id: str
+    version: int
+    deduplicated: bool
+    seq: int
+
 
 # Highest body version seen on disk per batch, with the folder's mtime when
 # seen: a folder that has not changed since is not listed again (R8 stays
@@ -182,6 +194,32 @@ class SceneVersionStore:
         (R1, R2); the body is durable before its event (R9); N skips orphan
         bodies (R8); the body is never overwritten (VersionBodyExists).
         """
+        return self.write_candidate(
+            requested_batch_id,
+            scene,
+            parent_version=parent_version,
+            source=source,
+            state=state,
+            kind=kind,
+            dedup_against_versions=dedup_against_versions,
+            actor=actor,
+            reason=reason,
+        ).version
+
+    def write_candidate(
+        self,
+        requested_batch_id: str,
+        scene: Scene,
+        *,
+        parent_version: int | None = None,
+        source: str = "rederive",
+        state: str = "candidate",
+        kind: str = "reshoot",
+        dedup_against_versions: bool = False,
+        actor: str | None = None,
+        reason: str | None = None,
+    ) -> CandidateResult:
+        """``write_scene_candidate`` that also says whether dedup answered and the seq."""
         paths = self._paths(requested_batch_id)
         if not isinstance(scene, Scene):
             raise InvalidInput(f"scene must be a Scene, not {type(scene).__name__}")
@@ -203,7 +241,12 @@ class SceneVersionStore:
         fingerprint = structure_fingerprint(scene)
         dedup = bool(dedup_against_versions)
 
-        def command(session: LogSession, disk: _DiskHigh) -> int:
+        batch_id = paths.batch_id
+
+        def result(version: int, deduplicated: bool, session: LogSession) -> CandidateResult:
+            return CandidateResult(batch_id, version, deduplicated, session.fold.seq)
+
+        def command(session: LogSession, disk: _DiskHigh) -> CandidateResult:
             fold = session.fold
             events: list[Event] = []
             if fold.seq == 0:
@@ -228,7 +271,7 @@ class SceneVersionStore:
                         )
                     )
                     self._commit(session, paths, events, disk)
-                    return 1
+                    return result(1, False, session)
                 # Case B: register the legacy flat body in place as v1.
                 flat = self._load_body(paths, paths.flat)
                 flat_fp = structure_fingerprint(flat)
@@ -250,13 +293,13 @@ class SceneVersionStore:
                 )
                 if dedup and flat_fp == fingerprint:
                     self._commit(session, paths, events, disk)
-                    return 1
+                    return result(1, True, session)
                 highest = 1
             else:
                 if dedup:
                     for entry in fold.entries:
                         if entry.structure_fingerprint == fingerprint:
-                            return entry.version
+                            return result(entry.version, True, session)
                 highest = fold.max_version
             version = disk.next_version(paths, highest)
             save_scene_once(scene, paths.body(version), batch_id=paths.batch_id)
@@ -277,7 +320,7 @@ class SceneVersionStore:
                 )
             )
             self._commit(session, paths, events, disk)
-            return version
+            return result(version, False, session)
 
         return self._run(paths, command, expected_seq=None, needs_log=False)
 

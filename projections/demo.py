@@ -1,0 +1,128 @@
+"""``scenelog demo``: a small show and one realistic pipeline day on it.
+
+The demo drives the public API exactly as a pipeline would and prints what
+happens, step by step, then ``ls``, one ``history`` and the gate results. It
+leaves the store in place so every other command can be pointed at it.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from eventstore import NotActiveVersion, Scene, SceneVersionStore
+from projections import render
+from projections.projection import Projection
+
+__all__ = ["run_demo"]
+
+BATCHES = ("ep_001_BATCH_001", "ep_001_BATCH_002", "ep_001_BATCH_003")
+LEGACY = "ep_001_BATCH_004"
+
+
+def _scene(batch_id: str, shots: int, script: str = "v1") -> Scene:
+    beats = [
+        {
+            "shot_id": f"{batch_id[-3:]}_{i * 10:04d}",
+            "camera": "A",
+            "raw": {"description": f"shot {i} of {batch_id} (script {script})"},
+        }
+        for i in range(1, shots + 1)
+    ]
+    return Scene({"scene_id": batch_id, "beats": beats, "fps": 24})
+
+
+def run_demo(directory: str | None, *, project: str = "demo", out: Any, err: Any) -> int:
+    """Build the demo show under ``directory`` (a new temp folder if None)."""
+    root = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="scenelog-demo-"))
+    if (root / project).exists():
+        print(
+            f"scenelog: error: {root / project} exists already: give the demo an empty folder",
+            file=err,
+        )
+        return 2
+    store = SceneVersionStore(project, 1, root=root)
+    view = Projection(project, root=root)
+
+    def say(text: str) -> None:
+        print(text, file=out)
+
+    say(f"scenelog demo: project {project!r} in {root}\n")
+    say("1. First derivation of three scenes (each becomes v1, active, boards built):")
+    for n, batch_id in enumerate(BATCHES):
+        version = store.write_scene_candidate(
+            batch_id, _scene(batch_id, 3 + n), actor="layout@farm-01", reason="first derivation"
+        )
+        say(f"   {batch_id} -> v{version}")
+    legacy = store.layout.batch(LEGACY)
+    legacy.scenes_dir.mkdir(parents=True, exist_ok=True)
+    legacy.flat.write_bytes(_scene(LEGACY, 2).to_json())
+    say(f"   {LEGACY} is a legacy flat scene from before versioning (no log yet)")
+
+    say("\n2. The script changes; the farm re-derives:")
+    batch = BATCHES[0]
+    v2 = store.write_scene_candidate(
+        batch,
+        _scene(batch, 4, "v2"),
+        parent_version=1,
+        actor="layout@farm-02",
+        reason="script v2: new shot 40",
+    )
+    say(f"   {batch} -> v{v2} (candidate, boards not built)")
+    again = store.write_candidate(
+        batch,
+        _scene(batch, 4, "v2"),
+        parent_version=1,
+        dedup_against_versions=True,
+        actor="layout@farm-03",
+        reason="nightly re-derive",
+    )
+    say(
+        f"   {batch} re-derived with the same structure -> v{again.version} "
+        f"(dedup hit: {again.deduplicated}, nothing appended)"
+    )
+    v_legacy = store.write_scene_candidate(
+        LEGACY, _scene(LEGACY, 3, "v2"), actor="layout@farm-02", reason="script v2"
+    )
+    say(f"   {LEGACY} -> v{v_legacy} (its flat body registered in place as v1)")
+
+    say("\n3. Review: the supervisor conforms v2; the gate holds dispatch until boards exist:")
+    store.conform(batch, v2, actor="sup.ana", reason="approved in dailies")
+    say("   " + render.gate_line(batch, view.manifest(batch)))
+    store.mark_derived(batch, v2, actor="boards@farm-07", reason="boards rebuilt")
+    say("   boards rebuilt -> " + render.gate_line(batch, view.manifest(batch)))
+
+    say("\n4. v3 goes in, then is pulled back:")
+    v3 = store.write_scene_candidate(
+        batch,
+        _scene(batch, 5, "v3"),
+        parent_version=v2,
+        kind="pickup",
+        actor="layout@farm-01",
+        reason="pickup shot 50",
+    )
+    store.conform(batch, v3, actor="sup.ana", reason="pickup approved")
+    say(f"   conformed v{v3}: " + render.gate_line(batch, view.manifest(batch)))
+    store.revert(batch, v2, actor="sup.ana", reason="v3 breaks continuity with shot 30")
+    say(f"   reverted to v{v2}: " + render.gate_line(batch, view.manifest(batch)))
+    try:
+        store.mark_derived(batch, v3, actor="boards@farm-07", reason="late board build")
+        say("   a late board build for v3 was accepted (this should not happen)")
+        return 1
+    except NotActiveVersion as e:
+        say(f"   a late board build for v{v3} is refused: {e}")
+
+    store.conform(LEGACY, v_legacy, actor="sup.ana", reason="approved; boards scheduled")
+    say(f"   {LEGACY}: conformed v{v_legacy}, boards still to build")
+
+    say(f"\n$ scenelog ls\n{render.ls_table(view.summaries())}")
+    say(f"\n$ scenelog history {batch}\n{render.history_table(view.history(batch))}")
+    say("\n$ scenelog gate ...")
+    for batch_id in view.batches():
+        say("   " + render.gate_line(batch_id, view.manifest(batch_id)))
+    say(
+        f"\nExplore it:\n   export SCENELOG_ROOT={root} SCENELOG_PROJECT={project}\n"
+        f"   scenelog show {batch}\n   scenelog history {batch} --json"
+    )
+    return 0
