@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from projections.cli import SUBCOMMANDS, build_parser
+from projections.cli import build_parser
+from projections.clikit import SUBCOMMANDS
 from tests.helpers import REPO
 
 README = (REPO / "README.md").read_text()
