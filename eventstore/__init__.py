@@ -38,6 +38,7 @@ from eventstore.events import (
     Event,
     Reverted,
 )
+from eventstore.importer import ImportOutcome, import_manifests
 from eventstore.layout import BatchPaths, Layout
 from eventstore.log import EventLog, FileLog, LogSession
 from eventstore.manifest import Manifest, VersionEntry, fold
@@ -61,6 +62,7 @@ __all__ = [
     "EventLog",
     "FileLog",
     "IdentityMismatch",
+    "ImportOutcome",
     "InvalidInput",
     "Layout",
     "LockTimeout",
@@ -82,6 +84,7 @@ __all__ = [
     "VersionBodyExists",
     "VersionEntry",
     "fold",
+    "import_manifests",
     "load_scene",
     "structure_fingerprint",
 ]

@@ -50,13 +50,12 @@ from eventstore.layout import (
 from eventstore.lock import DEFAULT_LOCK_TIMEOUT
 from eventstore.log import EventLog, FileLog, LogSession
 from eventstore.manifest import Fold, Manifest, VersionEntry
+from eventstore.rules import KINDS, STATES
 from eventstore.scene import Scene, load_scene, save_scene_once, structure_fingerprint
 from eventstore.views import check_unimported, write_view
 
 __all__ = ["KINDS", "STATES", "CandidateResult", "SceneVersionStore"]
 
-KINDS = ("pickup", "reshoot")
-STATES = ("candidate", "approved")
 
 T = TypeVar("T")
 

@@ -8,6 +8,19 @@ imports ``eventstore``; ``eventstore`` never imports it.
 
 from __future__ import annotations
 
-from projections.projection import BatchSummary, Projection, parse_time
+from projections.diff import SceneDiff, ShotChange, diff_scenes
+from projections.projection import AuditRow, BatchSummary, Projection, parse_time
+from projections.verify import Finding, VerifyReport, verify
 
-__all__ = ["BatchSummary", "Projection", "parse_time"]
+__all__ = [
+    "AuditRow",
+    "BatchSummary",
+    "Finding",
+    "Projection",
+    "SceneDiff",
+    "ShotChange",
+    "VerifyReport",
+    "diff_scenes",
+    "parse_time",
+    "verify",
+]

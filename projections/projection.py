@@ -13,23 +13,32 @@ Invariants:
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
+
 from eventstore import (
+    BodyMissing,
     Event,
     InvalidInput,
     Layout,
     Manifest,
+    Scene,
     UnknownBatch,
+    UnregisteredVersion,
     VersionEntry,
     fold,
+    load_scene,
 )
-from eventstore.layout import BatchPaths, normalize_episode, validate_batch_id
+from eventstore.events import EVENT_TYPES
+from eventstore.layout import BatchPaths, normalize_episode, validate_batch_id, validate_version
 from eventstore.log import read_log_events, tail_seq
 from eventstore.views import check_unimported, read_view, write_view
+from projections.diff import SceneDiff, diff_scenes
 
-__all__ = ["BatchSummary", "Projection", "parse_time"]
+__all__ = ["AuditRow", "BatchSummary", "Projection", "parse_time"]
 
 
 def parse_time(value: datetime | str) -> str:
@@ -51,6 +60,36 @@ def parse_time(value: datetime | str) -> str:
     if moment.tzinfo is None:
         raise InvalidInput(f"time {value!r} has no zone: add Z or +HH:MM")
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class AuditRow(msgspec.Struct, frozen=True):
+    """One event in an audit: which batch, the pointer move, who, when, why."""
+
+    batch_id: str
+    seq: int
+    type: str
+    from_version: int | None
+    to_version: int
+    actor: str
+    at: str
+    reason: str | None
+
+    @classmethod
+    def of(cls, event: Event) -> AuditRow:
+        return cls(
+            event.batch_id,
+            event.seq,
+            event.type,
+            getattr(event, "previous_active", None),
+            event.version,
+            event.actor,
+            event.at,
+            event.reason,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        result: dict[str, Any] = msgspec.to_builtins(self)
+        return result
 
 
 class BatchSummary:
@@ -185,6 +224,32 @@ class Projection:
             return False
         return write_view(paths.view, manifest)
 
+    def body(self, batch_id: str, version: int) -> Scene:
+        """The body of a registered ``version`` (UnregisteredVersion, BodyMissing)."""
+        manifest = self.require(batch_id)
+        validate_version(version, batch_id=batch_id)
+        entry = manifest.entry(version)
+        if entry is None:
+            raise UnregisteredVersion(
+                f"version {version} is not registered for batch {batch_id}; run "
+                f"`scenelog show {batch_id}`",
+                batch_id=batch_id,
+                version=version,
+            )
+        path = self._paths(batch_id).artifact(entry.artifact)
+        try:
+            return load_scene(path)
+        except FileNotFoundError as e:
+            raise BodyMissing(
+                f"scene body {path} of batch {batch_id} is missing; restore it from backup",
+                path=str(path),
+                batch_id=batch_id,
+            ) from e
+
+    def diff(self, batch_id: str, a: int, b: int) -> SceneDiff:
+        """Shot-level differences from version ``a`` to version ``b``."""
+        return diff_scenes(batch_id, a, self.body(batch_id, a), b, self.body(batch_id, b))
+
     # ── an episode, a project ──────────────────────────────────────────────
 
     def episodes(self) -> list[str]:
@@ -211,6 +276,35 @@ class Projection:
     def candidates(self, episode: int | str | None = None) -> list[BatchSummary]:
         """Batches with candidate versions newer than the active one."""
         return [s for s in self.summaries(episode) if s.awaiting_review]
+
+    def audit(
+        self,
+        *,
+        episode: int | str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        types: Sequence[str] = ("conformed", "reverted"),
+        actor: str | None = None,
+    ) -> list[AuditRow]:
+        """Every event of ``types`` across the project (or ``episode``), oldest first.
+
+        ``since`` and ``until`` bound ``at`` inclusively; ``actor`` matches exactly.
+        """
+        unknown = set(types) - set(EVENT_TYPES)
+        if unknown:
+            raise InvalidInput(f"unknown event types {sorted(unknown)}: use {EVENT_TYPES}")
+        low = parse_time(since) if since is not None else None
+        high = parse_time(until) if until is not None else None
+        rows = []
+        for batch_id in self.batches(episode):
+            for event in self.history(batch_id):
+                if event.type not in types or (actor is not None and event.actor != actor):
+                    continue
+                if (low is not None and event.at < low) or (high is not None and event.at > high):
+                    continue
+                rows.append(AuditRow.of(event))
+        rows.sort(key=lambda r: (r.at, r.batch_id, r.seq))
+        return rows
 
     def unimported(self, episode: int | str | None = None) -> list[str]:
         """Batches with a reference-format ``versions.json`` and no log."""

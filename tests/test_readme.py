@@ -124,3 +124,33 @@ def test_python_example_runs(tmp_path: Path) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_readme_jq_audit_one_liner(tmp_path: Path) -> None:
+    """The README's jq line, run against a demo store (any JSON parser must read the logs)."""
+    line = next(ln for ln in README.splitlines() if ln.startswith("jq "))
+    demo = subprocess.run(
+        [sys.executable, "-m", "projections", "demo", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert demo.returncode == 0, demo.stderr
+    logs = sorted(tmp_path.glob("demo/ep_*/scenes/*.events.jsonl"))
+    expected = [json.loads(ln) for log in logs for ln in log.read_text().splitlines()]
+    conforms = [e for e in expected if e["type"] == "conformed"]
+    assert len(conforms) == 3
+    if shutil.which("jq"):
+        result = subprocess.run(
+            ["bash", "-c", line.replace("myshow/", "demo/")],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        got = [json.loads(ln) for ln in result.stdout.splitlines()]
+        assert got == [
+            {k: e[k] for k in ("batch_id", "version", "actor", "at", "reason")} for e in conforms
+        ]

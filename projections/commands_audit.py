@@ -1,0 +1,188 @@
+"""The audit subcommands: diff, audit, verify, import."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+
+from eventstore.events import EVENT_TYPES
+from eventstore.importer import import_manifests
+from eventstore.layout import validate_batch_id
+from projections import render
+from projections.clikit import (
+    EXIT_NO,
+    EXIT_OK,
+    Context,
+    UsageError,
+    command,
+    json_flag,
+    version_arg,
+)
+from projections.verify import verify
+
+__all__: list[str] = []
+
+
+def _diff_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("batch_id", metavar="BATCH_ID")
+    p.add_argument("a", metavar="A", type=version_arg)
+    p.add_argument("b", metavar="B", type=version_arg)
+    json_flag(p)
+
+
+@command(
+    "diff",
+    "shots added, removed, moved and changed between versions A and B",
+    "scenelog diff ep_001_BATCH_003 2 3",
+    _diff_arguments,
+)
+def cmd_diff(ctx: Context, args: argparse.Namespace) -> int:
+    diff = ctx.projection().diff(validate_batch_id(args.batch_id), args.a, args.b)
+    if args.json:
+        ctx.json(diff.to_dict())
+        return EXIT_OK
+    ctx.print(f"{diff.batch_id}: v{diff.a} → v{diff.b}")
+    for label, shots in (("added", diff.added), ("removed", diff.removed), ("moved", diff.moved)):
+        ctx.print(f"  {label:<8} {', '.join(shots) if shots else '-'}")
+    if diff.changed:
+        ctx.print("  changed")
+        for change in diff.changed:
+            ctx.print(f"    {change.shot_id}: {', '.join(change.keys)}")
+    else:
+        ctx.print("  changed  -")
+    if diff.other_keys:
+        ctx.print(f"  outside beats: {', '.join(diff.other_keys)}")
+    ctx.print(f"  dedup: {diff.dedup}")
+    return EXIT_OK
+
+
+def _types(text: str) -> tuple[str, ...]:
+    types = tuple(t.strip() for t in text.split(",") if t.strip())
+    unknown = [t for t in types if t not in EVENT_TYPES]
+    if unknown or not types:
+        raise argparse.ArgumentTypeError(
+            f"unknown event type {','.join(unknown) or text!r}: use {','.join(EVENT_TYPES)}"
+        )
+    return types
+
+
+def _audit_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("episode", metavar="EPISODE", nargs="?", help="e.g. ep_001 (default: all)")
+    p.add_argument("--since", metavar="TIME", help="from TIME (ISO 8601 with zone), inclusive")
+    p.add_argument("--until", metavar="TIME", help="up to TIME, inclusive")
+    p.add_argument(
+        "--type",
+        type=_types,
+        default=("conformed", "reverted"),
+        metavar="T,T",
+        help="event types (default: conformed,reverted)",
+    )
+    p.add_argument("--by", dest="who", metavar="WHO", help="only events by actor WHO")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--json", action="store_true", help="print JSON lines")
+    group.add_argument("--csv", action="store_true", help="print CSV with a header")
+
+
+@command(
+    "audit",
+    "every pointer move across the project: batch, from → to, who, when, why",
+    "scenelog audit ep_001 --since 2026-11-01T00:00:00Z --csv > approvals.csv",
+    _audit_arguments,
+)
+def cmd_audit(ctx: Context, args: argparse.Namespace) -> int:
+    rows = ctx.projection().audit(
+        episode=args.episode, since=args.since, until=args.until, types=args.type, actor=args.who
+    )
+    if args.json:
+        for row in rows:
+            ctx.json(row.to_dict())
+    elif args.csv:
+        fields = ["batch_id", "seq", "type", "from_version", "to_version", "actor", "at", "reason"]
+        writer = csv.DictWriter(ctx.out, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(row.to_dict() for row in rows)
+    else:
+        table_rows = [
+            [
+                render.short_time(r.at),
+                r.batch_id,
+                r.type,
+                f"v{r.from_version}" if r.from_version else "-",
+                f"v{r.to_version}",
+                r.actor,
+                r.reason or "",
+            ]
+            for r in rows
+        ]
+        ctx.print(
+            render.table(
+                ["TIME (UTC)", "BATCH", "TYPE", "FROM", "TO", "ACTOR", "REASON"], table_rows
+            )
+        )
+    return EXIT_OK
+
+
+def _verify_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "target",
+        metavar="BATCH_ID|EPISODE",
+        nargs="?",
+        help="one batch, one episode (default: the whole project)",
+    )
+    p.add_argument(
+        "--repair-views",
+        action="store_true",
+        help="rewrite missing, stale or corrupt views (logs are never edited)",
+    )
+    json_flag(p, "print the report as JSON")
+
+
+@command(
+    "verify",
+    "check logs, hash chains, rules, bodies and views; exit 1 on any finding",
+    "scenelog verify ep_001 --json",
+    _verify_arguments,
+)
+def cmd_verify(ctx: Context, args: argparse.Namespace) -> int:
+    report = verify(ctx.project, ctx.root, target=args.target, repair_views=args.repair_views)
+    if args.json:
+        ctx.json(report.to_dict())
+    else:
+        for finding in report.findings:
+            ctx.print(str(finding))
+        verdict = "clean" if report.ok else f"{len(report.findings)} finding(s)"
+        ctx.note(f"verified {report.batches} batch(es), {report.events} event(s): {verdict}")
+    return EXIT_OK if report.ok else EXIT_NO
+
+
+def _import_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("episode", metavar="EPISODE", nargs="?", help="e.g. ep_001 (default: all)")
+    p.add_argument("--dry-run", action="store_true", help="check and report, write nothing")
+    json_flag(p, "print one JSON line per manifest")
+
+
+@command(
+    "import",
+    "turn reference-format versions.json manifests into logs; exit 1 if any is refused",
+    "scenelog import ep_001 --dry-run",
+    _import_arguments,
+)
+def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
+    if args.episode is not None and "_BATCH_" in args.episode:
+        raise UsageError("import takes an episode (ep_001), not a batch id")
+    outcomes = import_manifests(
+        ctx.project, ctx.root, episode=args.episode, dry_run=args.dry_run, actor=ctx.actor
+    )
+    for outcome in outcomes:
+        if args.json:
+            ctx.json(outcome.to_dict())
+        elif outcome.problems:
+            ctx.print(f"{outcome.batch_id}: refused: {'; '.join(outcome.problems)}")
+        else:
+            ctx.print(
+                f"{outcome.batch_id}: {outcome.status.replace('_', ' ')} "
+                f"({outcome.versions} versions, active v{outcome.active_version})"
+            )
+    if not outcomes:
+        ctx.note("nothing to import: every versions.json has its log")
+    return EXIT_NO if any(o.status == "refused" for o in outcomes) else EXIT_OK
