@@ -11,16 +11,22 @@ from __future__ import annotations
 from projections.diff import SceneDiff, ShotChange, diff_scenes
 from projections.projection import AuditRow, BatchSummary, Projection, parse_time
 from projections.verify import Finding, VerifyReport, verify
+from projections.watch import CheckpointError, Watcher, WatchEvent, consumer_status, watch
 
 __all__ = [
     "AuditRow",
     "BatchSummary",
+    "CheckpointError",
     "Finding",
     "Projection",
     "SceneDiff",
     "ShotChange",
     "VerifyReport",
+    "WatchEvent",
+    "Watcher",
+    "consumer_status",
     "diff_scenes",
     "parse_time",
     "verify",
+    "watch",
 ]
