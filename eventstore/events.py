@@ -11,6 +11,7 @@ at append time; commands build events with ``seq=0, prev=None``.
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
 import socket
@@ -129,9 +130,11 @@ def default_actor(actor: str | None = None) -> str:
     """``actor`` if given, else ``$SCENELOG_ACTOR``, else ``user@host``."""
     if actor:
         return actor
-    env = os.environ.get("SCENELOG_ACTOR")
-    if env:
-        return env
+    return os.environ.get("SCENELOG_ACTOR") or _user_at_host()
+
+
+@functools.lru_cache(maxsize=1)
+def _user_at_host() -> str:
     try:
         user = getpass.getuser()
     except Exception:

@@ -8,6 +8,7 @@ Invariants:
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass
@@ -104,28 +105,30 @@ def resolve_root(root: str | os.PathLike[str] | None) -> Path:
     return Path(root).absolute()
 
 
-@dataclass(frozen=True, slots=True)
 class BatchPaths:
-    """Every file of one batch (DESIGN §2)."""
+    """Every file of one batch (DESIGN §2), computed once."""
 
-    batch_id: str
-    scenes_dir: Path
+    __slots__ = ("batch_id", "flat", "lock", "log", "scenes_dir", "view")
 
-    @property
-    def flat(self) -> Path:
-        return self.scenes_dir / f"{self.batch_id}.json"
+    def __init__(self, batch_id: str, scenes_dir: Path) -> None:
+        self.batch_id = batch_id
+        self.scenes_dir = scenes_dir
+        self.flat = scenes_dir / f"{batch_id}.json"
+        self.log = scenes_dir / f"{batch_id}.events.jsonl"
+        self.view = scenes_dir / f"{batch_id}.versions.json"
+        self.lock = scenes_dir / f"{batch_id}.lock"
 
-    @property
-    def log(self) -> Path:
-        return self.scenes_dir / f"{self.batch_id}.events.jsonl"
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, BatchPaths) and (other.batch_id, other.scenes_dir) == (
+            self.batch_id,
+            self.scenes_dir,
+        )
 
-    @property
-    def view(self) -> Path:
-        return self.scenes_dir / f"{self.batch_id}.versions.json"
+    def __hash__(self) -> int:
+        return hash((self.batch_id, self.scenes_dir))
 
-    @property
-    def lock(self) -> Path:
-        return self.scenes_dir / f"{self.batch_id}.lock"
+    def __repr__(self) -> str:
+        return f"BatchPaths({self.batch_id!r}, {str(self.scenes_dir)!r})"
 
     def body_name(self, version: int) -> str:
         """``ep_NNN_BATCH_NNN.vNNN.json`` (three digits at least)."""
@@ -156,6 +159,11 @@ class BatchPaths:
         except FileNotFoundError:
             return 0
         return best
+
+
+@functools.lru_cache(maxsize=4096)
+def _batch_paths(layout: Layout, batch_id: str) -> BatchPaths:
+    return BatchPaths(batch_id, layout.scenes_dir(batch_episode(batch_id)))
 
 
 def _body_version(batch_id: str, name: str) -> int | None:
@@ -194,7 +202,7 @@ class Layout:
         return self.project_dir / normalize_episode(episode) / "scenes"
 
     def batch(self, batch_id: str) -> BatchPaths:
-        return BatchPaths(batch_id, self.scenes_dir(batch_episode(batch_id)))
+        return _batch_paths(self, batch_id)
 
     def episodes(self) -> list[str]:
         """Episodes present on disk, sorted."""

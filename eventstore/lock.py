@@ -4,7 +4,11 @@
 threads of one process, and releasing any instance on a path drops the lock
 for the whole process. So each path gets one process-wide ``threading.Lock``
 taken first and one fasteners instance, polled with small delays so a
-contended wait stays in milliseconds. Only this module imports fasteners.
+contended wait stays in milliseconds. The instance keeps its sidecar open
+between acquisitions (opening and closing it each time cost more than the
+lock itself); after each acquisition it checks that the open file is still
+the one at the path, so a deleted or replaced sidecar is reopened rather than
+silently excluding nobody. Only this module imports fasteners.
 
 Invariants:
 - The lock file is a sidecar that nothing else opens (closing any fd of a
@@ -25,7 +29,7 @@ from pathlib import Path
 
 import fasteners
 
-from eventstore.errors import LockTimeout
+from eventstore.errors import LockTimeout, StoreIOError
 from eventstore.fsio import os_errors
 
 __all__ = ["DEFAULT_LOCK_TIMEOUT", "batch_lock"]
@@ -33,11 +37,11 @@ __all__ = ["DEFAULT_LOCK_TIMEOUT", "batch_lock"]
 DEFAULT_LOCK_TIMEOUT = 30.0
 """Seconds a command waits for its batch lock before LockTimeout."""
 
-_DELAY = 0.0005
-_MAX_DELAY = 0.002
+_DELAY = 0.0001
+_MAX_DELAY = 0.001
 
 _registry_guard = threading.Lock()
-_registry: dict[str, tuple[threading.Lock, fasteners.InterProcessLock]] = {}
+_registry: dict[str, tuple[threading.Lock, _SidecarLock]] = {}
 
 
 def _reset_after_fork() -> None:
@@ -49,12 +53,35 @@ def _reset_after_fork() -> None:
 os.register_at_fork(after_in_child=_reset_after_fork)
 
 
-def _locks_for(path: Path) -> tuple[threading.Lock, fasteners.InterProcessLock]:
+class _SidecarLock(fasteners.InterProcessLock):  # type: ignore[misc]
+    """A fasteners lock whose sidecar stays open while the process runs."""
+
+    def _do_open(self) -> None:
+        if self.lockfile is None or self.lockfile.closed:
+            super()._do_open()
+
+    def _do_close(self) -> None:
+        pass  # unlocking is enough; closing would cost an open next time
+
+    def reopen(self) -> None:
+        super()._do_close()
+
+    def is_current(self) -> bool:
+        """Whether the open sidecar is still the file at the path."""
+        try:
+            on_disk = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        held = os.fstat(self.lockfile.fileno())
+        return (held.st_dev, held.st_ino) == (on_disk.st_dev, on_disk.st_ino)
+
+
+def _locks_for(path: Path) -> tuple[threading.Lock, _SidecarLock]:
     key = str(path)
     with _registry_guard:
         pair = _registry.get(key)
         if pair is None:
-            pair = (threading.Lock(), fasteners.InterProcessLock(key))
+            pair = (threading.Lock(), _SidecarLock(key))
             _registry[key] = pair
         return pair
 
@@ -79,13 +106,25 @@ def batch_lock(
     if not thread_lock.acquire(timeout=max(timeout, 0.0)):
         raise _timeout_error(path, timeout, batch_id)
     try:
-        remaining = max(deadline - time.monotonic(), 0.0)
-        with os_errors(path, "lock"):
-            got = process_lock.acquire(
-                blocking=True, delay=_DELAY, max_delay=_MAX_DELAY, timeout=remaining
-            )
-        if not got:
-            raise _timeout_error(path, timeout, batch_id)
+        while True:
+            remaining = max(deadline - time.monotonic(), 0.0)
+            try:
+                with os_errors(path, "lock"):
+                    got = process_lock.acquire(
+                        blocking=True, delay=_DELAY, max_delay=_MAX_DELAY, timeout=remaining
+                    )
+            except threading.ThreadError as e:
+                raise StoreIOError(
+                    f"cannot lock {path}: {e}; the filesystem must support POSIX locks",
+                    path=str(path),
+                ) from e
+            if not got:
+                raise _timeout_error(path, timeout, batch_id)
+            if process_lock.is_current():
+                break
+            # The sidecar was deleted or replaced while we waited: lock the new one.
+            process_lock.release()
+            process_lock.reopen()
         try:
             yield
         finally:

@@ -55,6 +55,7 @@ __all__ = [
     "EventLog",
     "FileLog",
     "LogSession",
+    "last_seq_or_none",
     "line_hash",
     "read_log_events",
     "split_complete",
@@ -177,6 +178,7 @@ class _FileSession(LogSession):
         self.batch_id = batch_id
         self._cached = cached
         self._created = created
+        self._unsynced: int | None = None  # fd written but not yet fsync'd
 
     @property
     def fold(self) -> Fold:
@@ -231,16 +233,40 @@ class _FileSession(LogSession):
                         with contextlib.suppress(OSError):
                             os.ftruncate(fd, offset)
                         raise
-                    os.fsync(fd)
                     self._cached.mtime_ns = os.fstat(fd).st_mtime_ns
-                finally:
+                    if self._created:
+                        # The log's name is made durable under the lock, before anyone
+                        # else can append to it.
+                        os.fsync(fd)
+                        fsync_dir(path.parent)
+                        self._created = False
+                except BaseException:
                     os.close(fd)
-                if self._created:
-                    fsync_dir(path.parent)
-                    self._created = False
+                    raise
+                if self._unsynced is not None:
+                    os.close(self._unsynced)
+                self._unsynced = fd
         except StoreIOError:
             _forget(path)
             raise
+
+    def finish(self) -> None:
+        """fsync what this session wrote (R20); runs after the lock is released.
+
+        One fsync makes every earlier write of the file durable, so a writer that
+        appends after this one and returns has made this line durable too; and a
+        line is visible to readers before it is durable whether the lock is held
+        through the fsync or not (the page cache is shared). Holding the lock
+        through the fsync would only serialize the fsyncs.
+        """
+        fd, self._unsynced = self._unsynced, None
+        if fd is None:
+            return
+        try:
+            with os_errors(self.path, "fsync"):
+                os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _forget(path: Path) -> None:
@@ -286,7 +312,13 @@ class FileLog(EventLog):
             except BaseException:
                 _forget(paths.log)
                 raise
-            yield _FileSession(paths.log, batch_id, cached, created)
+            session = _FileSession(paths.log, batch_id, cached, created)
+            try:
+                yield session
+            except BaseException:
+                session.finish()
+                raise
+        session.finish()
 
 
 def _catch_up(path: Path, batch_id: str) -> tuple[_Cached, bool]:
@@ -366,33 +398,44 @@ def _move_torn_tail(path: Path, offset: int, torn: bytes) -> None:
             os.close(fd)
 
 
+class _SeqOnly(msgspec.Struct):
+    seq: int
+
+
+_seq_decoder = msgspec.json.Decoder(_SeqOnly)
+
+
 def tail_seq(path: Path, batch_id: str) -> int:
     """The seq of the last complete line of ``path`` (0 when none), reading only its end."""
+    seq = last_seq_or_none(path, batch_id)
+    return 0 if seq is None else seq
+
+
+def last_seq_or_none(path: Path, batch_id: str) -> int | None:
+    """Like ``tail_seq``, but None when there is no log file at all."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
-        return 0
-    with os.fdopen(fd, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
+        return None
+    try:
+        size = os.fstat(fd).st_size
         window = 4096
         while True:
             start = max(size - window, 0)
-            f.seek(start)
-            data = f.read(size - start)
-            complete, _torn = split_complete(data)
-            if not complete:
+            data = os.pread(fd, size - start, start)
+            end = data.rfind(b"\n")
+            if end < 0:
                 if start == 0:
                     return 0
                 window *= 4
                 continue
-            body = complete[:-1]
-            cut = body.rfind(b"\n")
+            cut = data.rfind(b"\n", 0, end)
             if cut < 0 and start > 0:
                 window *= 4
                 continue
-            line = body[cut + 1 :]
+            line = data[cut + 1 : end]
             try:
-                return decode_event(line).seq
+                return _seq_decoder.decode(line).seq
             except (msgspec.DecodeError, msgspec.ValidationError) as e:
                 raise DamagedLog(
                     f"{path}: last line unreadable ({e}); the log of batch {batch_id} is "
@@ -400,3 +443,5 @@ def tail_seq(path: Path, batch_id: str) -> int:
                     path=str(path),
                     batch_id=batch_id,
                 ) from e
+    finally:
+        os.close(fd)

@@ -95,7 +95,7 @@ class _ViewFile(msgspec.Struct):
 
 
 _view_encoder = msgspec.json.Encoder()
-_view_decoder = msgspec.json.Decoder(_ViewFile)
+_view_decoder = msgspec.json.Decoder(Manifest)
 
 
 def encode_manifest(manifest: Manifest) -> bytes:
@@ -112,10 +112,7 @@ def encode_manifest(manifest: Manifest) -> bytes:
 
 def decode_manifest(data: bytes) -> Manifest:
     """A view file's bytes back to a Manifest (msgspec errors when it is not one)."""
-    view = _view_decoder.decode(data)
-    return Manifest(
-        view.batch_id, view.active_version, view.seq, view.versions, view.schema_version
-    )
+    return _view_decoder.decode(data)
 
 
 class Fold:

@@ -75,6 +75,9 @@ class CandidateResult:
 # O(1) per append); bodies at max+1… left by crashed writers are probed.
 # Only touched under the batch lock of the batch it names.
 _disk_seen: dict[str, tuple[int, int]] = {}
+# The scene_id of bodies already read, by (inode, size, mtime): a pointer move
+# re-reads a body only if it changed on disk.
+_bodies_seen: dict[str, tuple[tuple[int, int, int], str]] = {}
 os.register_at_fork(after_in_child=_disk_seen.clear)
 
 
@@ -508,15 +511,33 @@ class SceneVersionStore:
         return entry
 
     def _check_pointer_target(self, paths: BatchPaths, entry: VersionEntry) -> None:
-        body = self._load_body(paths, paths.artifact(entry.artifact))
-        if body.scene_id != paths.batch_id:
+        scene_id = self._body_scene_id(paths, paths.artifact(entry.artifact))
+        if scene_id != paths.batch_id:
             raise IdentityMismatch(
                 f"cannot move the pointer of batch {paths.batch_id} to v{entry.version}: its "
-                f"body {entry.artifact} has scene_id {body.scene_id!r}; run `scenelog verify`",
+                f"body {entry.artifact} has scene_id {scene_id!r}; run `scenelog verify`",
                 batch_id=paths.batch_id,
                 expected=paths.batch_id,
-                actual=body.scene_id,
+                actual=scene_id,
             )
+
+    @staticmethod
+    def _body_scene_id(paths: BatchPaths, path: Path) -> str:
+        """The body's scene_id; a body already read is only stat'ed (bodies are immutable)."""
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            st = None
+        key = str(path)
+        if st is not None:
+            stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+            known = _bodies_seen.get(key)
+            if known is not None and known[0] == stamp:
+                return known[1]
+        scene_id = SceneVersionStore._load_body(paths, path).scene_id
+        if st is not None:
+            _bodies_seen[key] = (stamp, scene_id)
+        return scene_id
 
     @staticmethod
     def _load_body(paths: BatchPaths, path: Path) -> Scene:

@@ -12,6 +12,7 @@ Invariants:
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +41,17 @@ def write_view(path: Path, manifest: Manifest) -> bool:
 def read_view(path: Path) -> Manifest | None:
     """The view's manifest, or None when it is missing or unreadable."""
     try:
-        data = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY)
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         return None
     try:
-        return decode_manifest(data)
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    try:
+        return decode_manifest(b"".join(chunks))
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from projections.diff import SceneDiff, ShotChange, diff_scenes
 from projections.projection import AuditRow, BatchSummary, Projection, parse_time
 from projections.verify import Finding, VerifyReport, verify
-from projections.watch import CheckpointError, Watcher, WatchEvent, consumer_status, watch
+from projections.watcher import CheckpointError, Watcher, WatchEvent, consumer_status, watch
 
 __all__ = [
     "AuditRow",

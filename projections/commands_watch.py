@@ -12,7 +12,7 @@ from typing import Any
 
 from projections import render
 from projections.clikit import EXIT_NO, EXIT_OK, Context, UsageError, command, count_arg, json_flag
-from projections.watch import WatchEvent, consumer_status, watch
+from projections.watcher import WatchEvent, consumer_status, watch
 
 __all__: list[str] = []
 

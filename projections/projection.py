@@ -34,7 +34,7 @@ from eventstore import (
 )
 from eventstore.events import EVENT_TYPES
 from eventstore.layout import BatchPaths, normalize_episode, validate_batch_id, validate_version
-from eventstore.log import read_log_events, tail_seq
+from eventstore.log import last_seq_or_none, read_log_events
 from eventstore.views import check_unimported, read_view, write_view
 from projections.diff import SceneDiff, diff_scenes
 
@@ -148,15 +148,12 @@ class Projection:
     def manifest(self, batch_id: str) -> Manifest | None:
         """The batch's current manifest; None when it has no log."""
         paths = self._paths(batch_id)
-        if not paths.log.exists():
+        view = read_view(paths.view)
+        last = last_seq_or_none(paths.log, paths.batch_id)
+        if last is None:
             check_unimported(paths)
             return None
-        view = read_view(paths.view)
-        if (
-            view is not None
-            and view.batch_id == paths.batch_id
-            and view.seq == tail_seq(paths.log, paths.batch_id)
-        ):
+        if view is not None and view.seq == last and view.batch_id == paths.batch_id:
             return view
         return fold(paths.batch_id, read_log_events(paths.log, paths.batch_id), path=str(paths.log))
 
