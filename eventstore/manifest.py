@@ -122,7 +122,7 @@ class Fold:
     first event applied (for folds resumed from a cached position).
     """
 
-    __slots__ = ("_index", "active_version", "batch_id", "entries", "path", "seq")
+    __slots__ = ("_encoded", "_index", "active_version", "batch_id", "entries", "path", "seq")
 
     def __init__(self, batch_id: str, *, path: str = "<log>") -> None:
         self.batch_id = batch_id
@@ -131,6 +131,9 @@ class Fold:
         self.active_version: int | None = None
         self.entries: list[VersionEntry] = []
         self._index: dict[int, int] = {}
+        # Each entry's view encoding, made when a view is first written and
+        # dropped when the entry changes: a view rewrite encodes only what changed.
+        self._encoded: list[bytes | None] = []
 
     def entry(self, version: int) -> VersionEntry | None:
         position = self._index.get(version)
@@ -143,12 +146,28 @@ class Fold:
     def manifest(self) -> Manifest:
         return Manifest(self.batch_id, self.active_version, self.seq, tuple(self.entries))
 
+    def view_bytes(self) -> bytes:
+        """The view file's bytes, equal to ``encode_manifest(self.manifest())``."""
+        encoded = self._encoded
+        for position, data in enumerate(encoded):
+            if data is None:
+                encoded[position] = _view_encoder.encode(self.entries[position])
+        active = b"null" if self.active_version is None else str(self.active_version).encode()
+        head = b'{"schema_version":%d,"batch_id":%s,"active_version":%s,"seq":%d,"versions":[' % (
+            SCHEMA_VERSION,
+            _view_encoder.encode(self.batch_id),
+            active,
+            self.seq,
+        )
+        return head + b",".join(encoded) + b"]}\n"  # type: ignore[arg-type]
+
     def copy(self) -> Fold:
         other = Fold(self.batch_id, path=self.path)
         other.seq = self.seq
         other.active_version = self.active_version
         other.entries = list(self.entries)
         other._index = dict(self._index)
+        other._encoded = list(self._encoded)
         return other
 
     def _damaged(self, event: Event, what: str) -> DamagedLog:
@@ -180,6 +199,7 @@ class Fold:
             if version in self._index:
                 raise self._damaged(event, f"version {version} registered twice")
             self._index[version] = len(self.entries)
+            self._encoded.append(None)
             self.entries.append(
                 VersionEntry(
                     version,
@@ -205,12 +225,14 @@ class Fold:
                 entry = self.entries[position]
                 if entry.state != "approved":
                     self.entries[position] = msgspec.structs.replace(entry, state="approved")
+                    self._encoded[position] = None
             elif kind is Reverted:
                 self.active_version = version
             elif kind is Derived:
                 entry = self.entries[position]
                 if entry.downstream != "derived":
                     self.entries[position] = msgspec.structs.replace(entry, downstream="derived")
+                    self._encoded[position] = None
         self.seq = event.seq
 
 

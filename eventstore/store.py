@@ -606,5 +606,5 @@ class SceneVersionStore:
         session: LogSession, paths: BatchPaths, events: list[Event], disk: _DiskHigh
     ) -> None:
         session.append(events)
-        write_view(paths.view, session.fold.manifest())
+        write_view(paths.view, session.fold.view_bytes())
         disk.remember(paths, session.fold.max_version)

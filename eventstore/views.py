@@ -28,10 +28,11 @@ __all__ = ["check_unimported", "load_reference_manifest", "read_view", "write_vi
 logger = logging.getLogger("scenelog")
 
 
-def write_view(path: Path, manifest: Manifest) -> bool:
+def write_view(path: Path, manifest: Manifest | bytes) -> bool:
     """Rewrite the view; a failure is logged, not raised (the log is the truth)."""
+    data = manifest if isinstance(manifest, bytes) else encode_manifest(manifest)
     try:
-        replace_atomic(path, encode_manifest(manifest))
+        replace_atomic(path, data)
     except OSError as e:
         logger.warning("could not rewrite view %s (%s); readers fold the log instead", path, e)
         return False

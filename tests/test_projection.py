@@ -76,3 +76,16 @@ def test_pending_and_candidates(store: SceneVersionStore, view: Projection) -> N
     assert [s.batch_id for s in view.pending(1)] == [c]
     assert [s.batch_id for s in view.candidates(1)] == [b]
     assert view.batches() == [a, b, c]
+
+
+def test_incremental_view_bytes_equal_a_full_encoding(store: SceneVersionStore) -> None:
+    from eventstore import log as log_module
+    from eventstore.manifest import encode_manifest
+
+    for shots in range(1, 5):
+        store.write_scene_candidate(BATCH, scene(shots=shots))
+    store.conform(BATCH, 3)
+    store.mark_derived(BATCH, 3)
+    store.revert(BATCH, 2)
+    cached = log_module._cache[str(store.layout.batch(BATCH).log)]
+    assert cached.fold.view_bytes() == encode_manifest(cached.fold.manifest())
