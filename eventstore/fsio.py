@@ -22,12 +22,12 @@ import errno
 import os
 import secrets
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from eventstore.errors import StoreIOError, VersionBodyExists
 
-__all__ = ["fsync_dir", "os_errors", "replace_atomic", "write_once"]
+__all__ = ["fsync_dir", "os_errors", "replace_atomic", "replace_unless_newer", "write_once"]
 
 _HINTS = {
     errno.ENOSPC: "the disk is full: free space and run the command again",
@@ -171,5 +171,36 @@ def replace_atomic(path: Path, data: bytes, *, durable: bool = False) -> None:
             fsync_dir(path.parent)
         if swapped:
             # ``tmp`` now names the old bytes; readers that opened it keep them.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+
+def replace_unless_newer(path: Path, data: bytes, newer: Callable[[bytes], bool]) -> bool:
+    """Swap ``data`` in for ``path`` without any lock, unless the file there is newer.
+
+    For repairing a cache from a reader: the old file is swapped out atomically
+    and, when ``newer(old_bytes)`` says a writer had put something newer there
+    meanwhile, swapped straight back. Without exchange support, ``path`` is only
+    created when missing. True when ``data`` stayed in place.
+    """
+    with os_errors(path, "write"):
+        tmp = _tmp_name(path)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            _write_all(fd, data)
+        finally:
+            os.close(fd)
+        try:
+            if _exchange(tmp, path):
+                if newer(tmp.read_bytes()):
+                    _exchange(tmp, path)
+                    return False
+                return True
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                return False
+            return True
+        finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)

@@ -32,7 +32,7 @@ import fasteners
 from eventstore.errors import LockTimeout, StoreIOError
 from eventstore.fsio import os_errors
 
-__all__ = ["DEFAULT_LOCK_TIMEOUT", "batch_lock"]
+__all__ = ["DEFAULT_LOCK_TIMEOUT", "batch_lock", "still_held"]
 
 DEFAULT_LOCK_TIMEOUT = 30.0
 """Seconds a command waits for its batch lock before LockTimeout."""
@@ -131,3 +131,13 @@ def batch_lock(
             process_lock.release()
     finally:
         thread_lock.release()
+
+
+def still_held(path: Path) -> bool:
+    """Whether this process's lock on ``path`` is on the file that is there now.
+
+    False when the sidecar was deleted or replaced while held: another writer
+    may then hold a lock on the new file, and nothing may be written.
+    """
+    pair = _registry.get(str(path))
+    return pair is not None and pair[1].acquired and pair[1].is_current()

@@ -48,7 +48,7 @@ from eventstore.errors import DamagedLog, StoreIOError
 from eventstore.events import Event, decode_event, decode_lines, encode_event
 from eventstore.fsio import fsync_dir, os_errors
 from eventstore.layout import Layout
-from eventstore.lock import DEFAULT_LOCK_TIMEOUT, batch_lock
+from eventstore.lock import DEFAULT_LOCK_TIMEOUT, batch_lock, still_held
 from eventstore.manifest import Fold
 
 __all__ = [
@@ -173,8 +173,11 @@ os.register_at_fork(after_in_child=_clear_cache)
 
 
 class _FileSession(LogSession):
-    def __init__(self, path: Path, batch_id: str, cached: _Cached, created: bool) -> None:
+    def __init__(
+        self, path: Path, batch_id: str, cached: _Cached, created: bool, lock: Path
+    ) -> None:
         self.path = path
+        self.lock = lock
         self.batch_id = batch_id
         self._cached = cached
         self._created = created
@@ -224,6 +227,7 @@ class _FileSession(LogSession):
                     if self._created:
                         st = os.fstat(fd)
                         self._cached.dev, self._cached.ino = st.st_dev, st.st_ino
+                    self._check_exclusive(fd, offset)
                     try:
                         written = os.write(fd, data)
                         if written != len(data):
@@ -249,6 +253,17 @@ class _FileSession(LogSession):
         except StoreIOError:
             _forget(path)
             raise
+
+    def _check_exclusive(self, fd: int, offset: int) -> None:
+        """Right before writing: still the lock holder, and nobody wrote since the catch-up."""
+        if not still_held(self.lock) or os.fstat(fd).st_size != offset:
+            raise StoreIOError(
+                f"batch {self.batch_id}: its lock file {self.lock} was deleted or replaced, or "
+                f"{self.path} changed while this command held the lock; nothing was written "
+                "— run the command again (and never delete lock files of a live store)",
+                path=str(self.path),
+                batch_id=self.batch_id,
+            )
 
     def finish(self) -> None:
         """fsync what this session wrote (R20); runs after the lock is released.
@@ -312,7 +327,7 @@ class FileLog(EventLog):
             except BaseException:
                 _forget(paths.log)
                 raise
-            session = _FileSession(paths.log, batch_id, cached, created)
+            session = _FileSession(paths.log, batch_id, cached, created, paths.lock)
             try:
                 yield session
             except BaseException:

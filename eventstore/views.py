@@ -19,11 +19,17 @@ from typing import Any
 import msgspec
 
 from eventstore.errors import DamagedLog, UnimportedManifest
-from eventstore.fsio import replace_atomic
+from eventstore.fsio import replace_atomic, replace_unless_newer
 from eventstore.layout import BatchPaths
 from eventstore.manifest import Manifest, decode_manifest, encode_manifest
 
-__all__ = ["check_unimported", "load_reference_manifest", "read_view", "write_view"]
+__all__ = [
+    "check_unimported",
+    "load_reference_manifest",
+    "read_view",
+    "repair_view",
+    "write_view",
+]
 
 logger = logging.getLogger("scenelog")
 
@@ -37,6 +43,25 @@ def write_view(path: Path, manifest: Manifest | bytes) -> bool:
         logger.warning("could not rewrite view %s (%s); readers fold the log instead", path, e)
         return False
     return True
+
+
+def repair_view(path: Path, manifest: Manifest) -> bool:
+    """Rewrite a stale view from a reader, taking no lock (R22).
+
+    A writer's view written meanwhile has a higher ``seq`` and is put back; a
+    failure (read-only store, full disk) is ignored: readers fold the log.
+    """
+
+    def newer(old: bytes) -> bool:
+        try:
+            return decode_manifest(old).seq > manifest.seq
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return False
+
+    try:
+        return replace_unless_newer(path, encode_manifest(manifest), newer)
+    except OSError:
+        return False
 
 
 def read_view(path: Path) -> Manifest | None:

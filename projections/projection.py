@@ -35,7 +35,7 @@ from eventstore import (
 from eventstore.events import EVENT_TYPES
 from eventstore.layout import BatchPaths, normalize_episode, validate_batch_id, validate_version
 from eventstore.log import last_seq_or_none, read_log_events
-from eventstore.views import check_unimported, read_view, write_view
+from eventstore.views import check_unimported, read_view, repair_view
 from projections.diff import SceneDiff, diff_scenes
 
 __all__ = ["AuditRow", "BatchSummary", "Projection", "parse_time"]
@@ -155,7 +155,14 @@ class Projection:
             return None
         if view is not None and view.seq == last and view.batch_id == paths.batch_id:
             return view
-        return fold(paths.batch_id, read_log_events(paths.log, paths.batch_id), path=str(paths.log))
+        manifest = fold(
+            paths.batch_id, read_log_events(paths.log, paths.batch_id), path=str(paths.log)
+        )
+        if view is None or view.seq < manifest.seq or view.batch_id != paths.batch_id:
+            # A writer died between its line and its view (or the view was lost):
+            # mend it for the tools that read versions.json directly.
+            repair_view(paths.view, manifest)
+        return manifest
 
     def require(self, batch_id: str) -> Manifest:
         """The batch's manifest; UnknownBatch when it has no log."""
@@ -211,15 +218,16 @@ class Projection:
         return fold(validate_batch_id(batch_id), chosen)
 
     def repair_view(self, batch_id: str) -> bool:
-        """Rewrite a missing or stale view from the log; True when it was rewritten."""
+        """Rewrite a missing, stale or edited view from the log; True when it was rewritten."""
         paths = self._paths(batch_id)
-        manifest = self.manifest(batch_id)
-        if manifest is None:
+        if not paths.log.exists():
             return False
-        current = read_view(paths.view)
-        if current == manifest:
+        manifest = fold(
+            paths.batch_id, read_log_events(paths.log, paths.batch_id), path=str(paths.log)
+        )
+        if read_view(paths.view) == manifest:
             return False
-        return write_view(paths.view, manifest)
+        return repair_view(paths.view, manifest)
 
     def body(self, batch_id: str, version: int) -> Scene:
         """The body of a registered ``version`` (UnregisteredVersion, BodyMissing)."""

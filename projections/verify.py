@@ -25,7 +25,7 @@ from eventstore.layout import BatchPaths, normalize_episode, validate_batch_id
 from eventstore.log import line_hash
 from eventstore.manifest import Fold
 from eventstore.rules import check_event
-from eventstore.views import load_reference_manifest, read_view, write_view
+from eventstore.views import load_reference_manifest, read_view, repair_view
 
 __all__ = ["Finding", "VerifyReport", "verify"]
 
@@ -248,7 +248,7 @@ class _BatchCheck:
         if problem is None:
             return
         check, what, severity = problem
-        repaired = repair and write_view(path, manifest)
+        repaired = repair and repair_view(path, manifest)
         self.found.append(
             Finding(
                 self.paths.batch_id,

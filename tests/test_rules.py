@@ -462,6 +462,10 @@ def test_r17_view_equals_fold_and_deleting_views_loses_nothing(
     assert view.manifest(BATCH) == folded
     view_path.unlink()
     assert view.manifest(BATCH) == folded
+    # The read mended the view for tools that read versions.json directly.
+    assert json.loads(view_path.read_bytes()) == folded.to_dict()
+    assert not view.repair_view(BATCH)
+    view_path.write_text("{}")
     assert view.repair_view(BATCH)
     assert json.loads(view_path.read_bytes()) == folded.to_dict()
 
