@@ -146,11 +146,11 @@ class Projection:
     # ── one batch ───────────────────────────────────────────────────────────
 
     def manifest(self, batch_id: str) -> Manifest | None:
-        """The batch's current manifest; None when it has no log."""
+        """The batch's current manifest; None when it has no log (or no complete event)."""
         paths = self._paths(batch_id)
         view = read_view(paths.view)
         last = last_seq_or_none(paths.log, paths.batch_id)
-        if last is None:
+        if not last:  # no log, or one whose first line was never completed
             check_unimported(paths)
             return None
         if view is not None and view.seq == last and view.batch_id == paths.batch_id:

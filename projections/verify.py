@@ -263,6 +263,29 @@ class _BatchCheck:
         )
 
 
+def _logless_orphans(layout: Layout, episode: str, only: str | None) -> list[Finding]:
+    """Version bodies of batches that have no log at all (a first write that crashed)."""
+    folder = layout.scenes_dir(episode)
+    try:
+        names = sorted(os.listdir(folder))
+    except FileNotFoundError:
+        return []
+    found = []
+    for name in names:
+        batch_id, dot, rest = name.partition(".v")
+        if not dot or not rest.endswith(".json") or not rest[:-5].isdigit():
+            continue
+        if (only and batch_id != only) or not batch_id.startswith(episode + "_BATCH_"):
+            continue
+        if not layout.batch(batch_id).log.exists():
+            found.append(Finding(
+                batch_id, "orphan_body", str(folder / name), None,
+                "body on disk of a batch with no log (a write that crashed before its event)",
+                "harmless: numbering skips it; delete it or keep it", "warning",
+            ))
+    return found
+
+
 def _targets(layout: Layout, target: str | None) -> tuple[list[str], list[str]]:
     """(batch ids with logs, episodes to scan) for a batch id, an episode or everything."""
     if target is None:
@@ -293,13 +316,14 @@ def verify(
             continue
         whole = check.lines()
         events += len(check.events)
-        if whole:
+        if whole and check.events:  # a log with no complete line yet has no view to check
             fold = check.rules()
             check.view(fold, repair_views)
         check.bodies()
         findings.extend(check.found)
     single = target is not None and "_BATCH_" in target
     for episode in episodes:
+        findings.extend(_logless_orphans(layout, episode, target if single else None))
         for batch_id in layout.batch_ids(episode, suffix=".versions.json"):
             paths = layout.batch(batch_id)
             if (single and batch_id != target) or paths.log.exists():
