@@ -68,6 +68,8 @@ class _SidecarLock(fasteners.InterProcessLock):  # type: ignore[misc]
 
     def is_current(self) -> bool:
         """Whether the open sidecar is still the file at the path."""
+        if self.lockfile is None or self.lockfile.closed:
+            return False
         try:
             on_disk = os.stat(self.path)
         except FileNotFoundError:
@@ -107,6 +109,8 @@ def batch_lock(
         raise _timeout_error(path, timeout, batch_id)
     try:
         while True:
+            if process_lock.lockfile is not None and not process_lock.is_current():
+                process_lock.reopen()  # the sidecar kept open was deleted or replaced
             remaining = max(deadline - time.monotonic(), 0.0)
             try:
                 with os_errors(path, "lock"):

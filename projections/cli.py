@@ -64,6 +64,12 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         help="who acts (default: $SCENELOG_ACTOR, else user@host)",
     )
     group.add_argument(
+        "--lock-timeout",
+        default=default,
+        metavar="S",
+        help="seconds to wait for a batch lock (default: $SCENELOG_LOCK_TIMEOUT, else 30)",
+    )
+    group.add_argument(
         "--debug",
         action="store_true",
         default=argparse.SUPPRESS if suppress else False,

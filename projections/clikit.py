@@ -16,6 +16,7 @@ import msgspec
 
 from eventstore import SceneVersionStore
 from eventstore.layout import batch_episode
+from eventstore.lock import DEFAULT_LOCK_TIMEOUT
 from projections.projection import Projection
 
 __all__ = [
@@ -59,8 +60,23 @@ class Context:
             raise UsageError("no project: pass --project NAME or set SCENELOG_PROJECT")
         return str(project)
 
+    @property
+    def lock_timeout(self) -> float:
+        text = self.args.lock_timeout or os.environ.get("SCENELOG_LOCK_TIMEOUT")
+        if not text:
+            return DEFAULT_LOCK_TIMEOUT
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not value > 0:
+            raise UsageError(f"invalid lock timeout {text!r}: seconds > 0")
+        return value
+
     def store(self, batch_id: str) -> SceneVersionStore:
-        return SceneVersionStore(self.project, batch_episode(batch_id), root=self.root)
+        return SceneVersionStore(
+            self.project, batch_episode(batch_id), root=self.root, lock_timeout=self.lock_timeout
+        )
 
     def projection(self) -> Projection:
         return Projection(self.project, root=self.root)

@@ -278,11 +278,17 @@ def _logless_orphans(layout: Layout, episode: str, only: str | None) -> list[Fin
         if (only and batch_id != only) or not batch_id.startswith(episode + "_BATCH_"):
             continue
         if not layout.batch(batch_id).log.exists():
-            found.append(Finding(
-                batch_id, "orphan_body", str(folder / name), None,
-                "body on disk of a batch with no log (a write that crashed before its event)",
-                "harmless: numbering skips it; delete it or keep it", "warning",
-            ))
+            found.append(
+                Finding(
+                    batch_id,
+                    "orphan_body",
+                    str(folder / name),
+                    None,
+                    "body on disk of a batch with no log (a write that crashed before its event)",
+                    "harmless: numbering skips it; delete it or keep it",
+                    "warning",
+                )
+            )
     return found
 
 
