@@ -93,6 +93,8 @@ class Scene:
             parsed = msgspec.json.decode(raw)
         except msgspec.DecodeError as e:
             raise SceneFormatError(f"scene is not valid JSON: {e}") from e
+        except RecursionError as e:
+            raise SceneFormatError(f"scene JSON is nested deeper than {_MAX_DEPTH} levels") from e
         if not _depth_ok(parsed, _MAX_DEPTH):
             raise SceneFormatError(f"scene JSON is nested deeper than {_MAX_DEPTH} levels")
         return cls(parsed)

@@ -55,8 +55,10 @@ class Context:
 
     @property
     def project(self) -> str:
-        project = self.args.project or os.environ.get("SCENELOG_PROJECT")
-        if not project:
+        project = self.args.project
+        if project is None:
+            project = os.environ.get("SCENELOG_PROJECT")
+        if project is None:
             raise UsageError("no project: pass --project NAME or set SCENELOG_PROJECT")
         return str(project)
 

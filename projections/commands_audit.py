@@ -43,16 +43,16 @@ def cmd_diff(ctx: Context, args: argparse.Namespace) -> int:
         return EXIT_OK
     ctx.print(f"{diff.batch_id}: v{diff.a} → v{diff.b}")
     for label, shots in (("added", diff.added), ("removed", diff.removed), ("moved", diff.moved)):
-        ctx.print(f"  {label:<8} {', '.join(shots) if shots else '-'}")
+        ctx.print(f"  {label:<8} {render.safe(', '.join(shots)) if shots else '-'}")
     if diff.changed:
         ctx.print("  changed")
         for change in diff.changed:
-            ctx.print(f"    {change.shot_id}: {', '.join(change.keys)}")
+            ctx.print(f"    {render.safe(change.shot_id)}: {render.safe(', '.join(change.keys))}")
     else:
         ctx.print("  changed  -")
     if diff.other_keys:
-        ctx.print(f"  outside beats: {', '.join(diff.other_keys)}")
-    ctx.print(f"  dedup: {diff.dedup}")
+        ctx.print(f"  outside beats: {render.safe(', '.join(diff.other_keys))}")
+    ctx.print(f"  dedup: {render.safe(diff.dedup)}")
     return EXIT_OK
 
 

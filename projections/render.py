@@ -13,6 +13,7 @@ from projections.projection import BatchSummary
 
 __all__ = [
     "gate_line",
+    "safe",
     "history_table",
     "ls_table",
     "manifest_summary",
@@ -23,8 +24,13 @@ __all__ = [
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[str]], *, max_last: int = 40) -> str:
-    """Columns aligned to their widest cell; the last column is cut at ``max_last``."""
-    cut = [[*row[:-1], _clip(row[-1], max_last)] if row else [] for row in rows]
+    """Columns aligned to their widest cell; the last column is cut at ``max_last``.
+
+    Every cell is made safe for a terminal: line breaks become spaces and other
+    control characters are shown escaped, so no actor or reason can break a
+    row or send escape sequences.
+    """
+    cut = [[*map(safe, row[:-1]), _clip(safe(row[-1]), max_last)] if row else [] for row in rows]
     widths = [len(h) for h in headers]
     for row in cut:
         for i, cell in enumerate(row):
@@ -33,6 +39,24 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]], *, max_last: in
     for row in cut:
         lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     return "\n".join(lines)
+
+
+_BREAKS = {"\n", "\r", "\t", "\v", "\f", "\x85", "\u2028", "\u2029"}
+
+
+def safe(text: str) -> str:
+    """``text`` on one line with control characters escaped (``\\x1b``)."""
+    if text.isprintable():
+        return text
+    out = []
+    for char in text:
+        if char in _BREAKS:
+            out.append(" ")
+        elif not char.isprintable() and char != " ":
+            out.append(char.encode("unicode_escape").decode("ascii"))
+        else:
+            out.append(char)
+    return "".join(out)
 
 
 def _clip(text: str, width: int) -> str:
