@@ -13,11 +13,11 @@ from projections.projection import BatchSummary
 
 __all__ = [
     "gate_line",
-    "safe",
     "history_table",
     "ls_table",
     "manifest_summary",
     "manifest_table",
+    "safe",
     "short_time",
     "table",
 ]

@@ -82,7 +82,7 @@ def test_huge_and_deep_bodies_are_refused_with_nothing_written(tmp_path: Path) -
     big = json.dumps({"scene_id": B, "beats": [{"shot_id": "a", "pad": "x" * 5000}]})
     result = cli(root, "add", B, "-", stdin=big, SCENELOG_MAX_SCENE_BYTES="1000")
     assert result.returncode == 2 and "over the limit" in result.stderr
-    deep = '{"scene_id": "%s", "beats": [], "x": %s}' % (B, "[" * 5000 + "]" * 5000)
+    deep = '{{"scene_id": "{}", "beats": [], "x": {}}}'.format(B, "[" * 5000 + "]" * 5000)
     result = cli(root, "add", B, "-", stdin=deep)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert snapshot(tmp_path) == {}
