@@ -121,7 +121,10 @@ def test_exec_arguments_are_never_a_shell(root: Path, tmp_path: Path) -> None:
     store.write_scene_candidate(B, scene(B, shots=2))
     store.conform(B, 2, reason="$(touch PWNED_REASON); `touch PWNED_TICK` | touch PWNED_PIPE")
     out = tmp_path / "argv.json"
-    handler = "import json, os, sys; json.dump([sys.argv[1:], os.environ['SCENELOG_EVENT']], open(sys.argv[1], 'w'))"
+    handler = (
+        "import json, os, sys; "
+        "json.dump([sys.argv[1:], os.environ['SCENELOG_EVENT']], open(sys.argv[1], 'w'))"
+    )
     result = subprocess.run(
         [
             sys.executable,
