@@ -69,7 +69,12 @@ def _tmp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: bytes | list[bytes]) -> None:
+    if isinstance(data, list):
+        if sum(map(len, data)) == os.writev(fd, data):
+            return
+        data = b"".join(data)  # a short writev: finish the slow way from the start
+        os.lseek(fd, 0, os.SEEK_SET)
     view = memoryview(data)
     while view:
         written = os.write(fd, view)
@@ -144,7 +149,7 @@ def _exchange(tmp: Path, path: Path) -> bool:
     raise OSError(code, os.strerror(code), str(path))
 
 
-def replace_atomic(path: Path, data: bytes, *, durable: bool = False) -> None:
+def replace_atomic(path: Path, data: bytes | list[bytes], *, durable: bool = False) -> None:
     """Replace ``path`` with ``data`` atomically (temp file + rename).
 
     With ``durable`` the temp file and the folder are fsync'd too; caches such

@@ -148,6 +148,10 @@ class Fold:
 
     def view_bytes(self) -> bytes:
         """The view file's bytes, equal to ``encode_manifest(self.manifest())``."""
+        return b"".join(self.view_chunks())
+
+    def view_chunks(self) -> list[bytes]:
+        """The view file's bytes in pieces, for one ``writev`` without a large copy."""
         encoded = self._encoded
         for position, data in enumerate(encoded):
             if data is None:
@@ -159,7 +163,7 @@ class Fold:
             active,
             self.seq,
         )
-        return head + b",".join(encoded) + b"]}\n"  # type: ignore[arg-type]
+        return [head, b",".join(encoded), b"]}\n"]  # type: ignore[arg-type]
 
     def copy(self) -> Fold:
         other = Fold(self.batch_id, path=self.path)

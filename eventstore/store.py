@@ -70,11 +70,9 @@ class CandidateResult:
     seq: int
 
 
-# Highest body version seen on disk per batch, with the folder's mtime when
-# seen: a folder that has not changed since is not listed again (R8 stays
-# O(1) per append); bodies at max+1… left by crashed writers are probed.
-# Only touched under the batch lock of the batch it names.
-_disk_seen: dict[str, tuple[int, int]] = {}
+# Highest body version known on disk per batch (see _DiskHigh); only touched
+# under the batch lock of the batch it names.
+_disk_seen: dict[str, int] = {}
 # The scene_id of bodies already read, by (inode, size, mtime): a pointer move
 # re-reads a body only if it changed on disk.
 _bodies_seen: dict[str, tuple[tuple[int, int, int], str]] = {}
@@ -82,13 +80,18 @@ os.register_at_fork(after_in_child=_disk_seen.clear)
 
 
 class _DiskHigh:
-    """The highest body version on disk, as known at the start of one command."""
+    """The highest body version on disk of one batch, as this process knows it.
+
+    The first command of a process on a batch lists the folder; after that the
+    next number is probed upwards, which finds every body a crashed writer can
+    have left (they sit right above the highest version), without listing an
+    episode folder of thousands of files on every append.
+    """
 
     __slots__ = ("known",)
 
     def __init__(self, paths: BatchPaths) -> None:
-        seen = _disk_seen.get(str(paths.log))
-        self.known = seen[0] if seen is not None and seen[1] == _mtime(paths.scenes_dir) else None
+        self.known = _disk_seen.get(str(paths.log))
 
     def next_version(self, paths: BatchPaths, highest_logged: int) -> int:
         """R8: N = max(highest version in the log, highest body on disk) + 1."""
@@ -102,17 +105,7 @@ class _DiskHigh:
 
     def remember(self, paths: BatchPaths, highest_logged: int) -> None:
         if self.known is not None:
-            _disk_seen[str(paths.log)] = (
-                max(self.known, highest_logged),
-                _mtime(paths.scenes_dir),
-            )
-
-
-def _mtime(path: Path) -> int:
-    try:
-        return os.stat(path).st_mtime_ns
-    except FileNotFoundError:
-        return -1
+            _disk_seen[str(paths.log)] = max(self.known, highest_logged)
 
 
 def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> str:
@@ -606,5 +599,5 @@ class SceneVersionStore:
         session: LogSession, paths: BatchPaths, events: list[Event], disk: _DiskHigh
     ) -> None:
         session.append(events)
-        write_view(paths.view, session.fold.view_bytes())
+        write_view(paths.view, session.fold.view_chunks())
         disk.remember(paths, session.fold.max_version)

@@ -34,9 +34,9 @@ __all__ = [
 logger = logging.getLogger("scenelog")
 
 
-def write_view(path: Path, manifest: Manifest | bytes) -> bool:
+def write_view(path: Path, manifest: Manifest | bytes | list[bytes]) -> bool:
     """Rewrite the view; a failure is logged, not raised (the log is the truth)."""
-    data = manifest if isinstance(manifest, bytes) else encode_manifest(manifest)
+    data = encode_manifest(manifest) if isinstance(manifest, Manifest) else manifest
     try:
         replace_atomic(path, data)
     except OSError as e:

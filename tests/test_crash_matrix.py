@@ -50,8 +50,9 @@ elif point == "before_view":       # line durable, view not rewritten
 elif point == "mid_view":          # half a temporary view file, then death
     real = fsio._write_all
     def half_view(fd, data):
-        if bytes(data[:17]) == b'{"schema_version"':
-            real(fd, data[: len(data) // 2])
+        blob = b"".join(data) if isinstance(data, list) else bytes(data)
+        if blob[:17] == b'{"schema_version"':
+            real(fd, blob[: len(blob) // 2])
             die()
         real(fd, data)
     fsio._write_all = half_view

@@ -55,7 +55,15 @@ def failing_writes(
             raise OSError(code, os.strerror(code))
         return real(fd, data)
 
+    real_writev = os.writev
+
+    def writev(fd: int, buffers: Any) -> int:
+        if match(os.readlink(f"/proc/self/fd/{fd}")):
+            return write(fd, b"".join(buffers))
+        return real_writev(fd, buffers)
+
     monkeypatch.setattr(os, "write", write)
+    monkeypatch.setattr(os, "writev", writev)
 
 
 def test_disk_full_during_the_event_leaves_no_half_line(

@@ -267,14 +267,20 @@ def test_r7_dedup_in_case_b_still_registers_v1(store: SceneVersionStore, scenes_
 
 
 def test_r8_numbering_skips_orphan_bodies(store: SceneVersionStore, scenes_dir: Path) -> None:
+    from eventstore import store as store_module
+
     store.write_scene_candidate(BATCH, scene(shots=1))
     store.write_scene_candidate(BATCH, scene(shots=2))
-    (scenes_dir / f"{BATCH}.v005.json").write_bytes(scene(shots=7).to_json())
-    assert store.write_scene_candidate(BATCH, scene(shots=3)) == 6
-    fresh = SceneVersionStore("show", 1, root=store.layout.root)
-    (scenes_dir / f"{BATCH}.v007.json").write_bytes(scene(shots=7).to_json())
+    # Orphans a crashed writer leaves sit right above the highest version.
+    (scenes_dir / f"{BATCH}.v003.json").write_bytes(scene(shots=7).to_json())
+    (scenes_dir / f"{BATCH}.v004.json").write_bytes(scene(shots=7).to_json())
+    assert store.write_scene_candidate(BATCH, scene(shots=3)) == 5
+    # Any body on disk, however far ahead, is skipped by a process that starts anew.
+    (scenes_dir / f"{BATCH}.v009.json").write_bytes(scene(shots=7).to_json())
     log_module._cache.clear()
-    assert fresh.write_scene_candidate(BATCH, scene(shots=4)) == 8
+    store_module._disk_seen.clear()
+    fresh = SceneVersionStore("show", 1, root=store.layout.root)
+    assert fresh.write_scene_candidate(BATCH, scene(shots=4)) == 10
 
 
 def test_r8_version_numbers_past_999(store: SceneVersionStore, scenes_dir: Path) -> None:
