@@ -224,3 +224,79 @@ def test_demo_refuses_a_used_folder(tmp_path: Path) -> None:
     assert run(tmp_path, "demo", str(tmp_path)).returncode == 0
     result = run(tmp_path, "demo", str(tmp_path))
     assert result.returncode == 2 and "exists already" in result.stderr
+
+
+def test_every_json_output_parses(tmp_path: Path) -> None:
+    """On the demo's store, every read command's --json output is JSON (or JSON lines)."""
+    root = tmp_path / "d"
+    env = child_env(SCENELOG_ROOT=str(root), SCENELOG_PROJECT="demo")
+    demo = subprocess.run(
+        [sys.executable, "-m", "projections", "demo", str(root)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert demo.returncode == 0, demo.stderr
+    watch = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "projections",
+            "watch",
+            "--consumer",
+            "j",
+            "--start",
+            "beginning",
+            "--max-events",
+            "3",
+            "--poll",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert watch.returncode == 0 and len(watch.stdout.splitlines()) == 3
+    commands = [
+        ["show", "ep_001_BATCH_001", "--json"],
+        ["show", "ep_001_BATCH_001", "--at-seq", "2", "--json"],
+        ["ls", "--json"],
+        ["ls", "--pending", "--json"],
+        ["ls", "--candidates", "--json"],
+        ["gate", "ep_001_BATCH_004", "--json"],
+        ["diff", "ep_001_BATCH_001", "1", "3", "--json"],
+        ["verify", "--json"],
+        ["consumers", "--json"],
+        ["import", "--json"],
+    ]
+    for args in commands:
+        result = subprocess.run(
+            [sys.executable, "-m", "projections", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+        assert result.returncode in (0, 1), (args, result.stderr)
+        json.loads(result.stdout or "null")
+    for args in (["history", "ep_001_BATCH_001", "--json"], ["audit", "--json"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "projections", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+        assert result.returncode == 0 and [json.loads(line) for line in result.stdout.splitlines()]
+    for line in watch.stdout.splitlines():
+        assert json.loads(line)["project"] == "demo"
+
+
+def test_consumers_with_a_corrupt_checkpoint_exits_4(tmp_path: Path) -> None:
+    folder = tmp_path / "show" / ".scenelog" / "consumers"
+    folder.mkdir(parents=True)
+    (folder / "boards.json").write_text("{")
+    result = run(tmp_path, "consumers")
+    assert_one_line_error(result, 4)
+    assert "boards.json" in result.stderr
