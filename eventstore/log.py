@@ -9,8 +9,12 @@ implements the same four methods and passes the same contract tests
 
 FileLog invariants:
 - Lines are appended only under the batch lock, all events of a command in
-  one ``write``, followed by ``fsync`` (and the folder's on creation) before
-  the session returns (R14, R20).
+  one ``write``; the ``fsync`` follows once the lock is released, before the
+  session's ``with`` block is left (R14, R20). A log created by the write is
+  fsync'd with its folder while still locked.
+- Right before writing, the writer checks that its lock file is still the one
+  on disk and that the log still ends where it read it; otherwise it writes
+  nothing (a deleted lock file can never let two writers append).
 - ``seq`` is contiguous and each line's ``prev`` is the sha256 of the line
   before (R19). Writers check both for every line they have not seen before
   appending after it.

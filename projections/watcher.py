@@ -231,17 +231,9 @@ class Watcher:
         if path is None:
             return None
         try:
-            data = path.read_bytes()
+            saved = read_checkpoint(path)
         except FileNotFoundError:
             return None
-        try:
-            saved = msgspec.json.decode(data, type=_Checkpoint)
-        except (msgspec.DecodeError, msgspec.ValidationError) as e:
-            raise CheckpointError(
-                f"consumer checkpoint {path} is corrupt ({e}); restore it, or delete it to "
-                "start the consumer afresh (it then follows --start)",
-                path=str(path),
-            ) from e
         self._delivered_at = saved.delivered_at
         return saved
 
@@ -377,36 +369,24 @@ def _end_of_complete_lines(path: Path) -> tuple[int, int]:
         raise DamagedLog(f"{path}: last line unreadable ({e})", path=str(path)) from e
 
 
-def watch(
-    project: str,
-    *,
-    root: str | os.PathLike[str] | None = None,
-    types: Iterable[str] | None = None,
-    episode: int | str | None = None,
-    consumer: str | None = None,
-    start: str = "now",
-    poll: bool = False,
-    interval: float = 0.1,
-    stop: StopFlag | None = None,
-    on_ready: Callable[[], None] | None = None,
-) -> Watcher:
-    """Follow every batch log of ``project``; iterate the result for WatchEvents.
+watch = Watcher
+"""``watch(project, *, root, types, episode, consumer, start, poll, interval, stop,
+on_ready)``: follow every batch log of ``project``; iterate the result for
+WatchEvents. ``on_ready`` is called once the starting positions are fixed:
+every event appended after it returns will be delivered."""
 
-    ``on_ready`` is called once the starting positions are fixed: every event
-    appended after it returns will be delivered.
-    """
-    return Watcher(
-        project,
-        root=root,
-        types=types,
-        episode=episode,
-        consumer=consumer,
-        start=start,
-        poll=poll,
-        interval=interval,
-        stop=stop,
-        on_ready=on_ready,
-    )
+
+def read_checkpoint(path: Path) -> _Checkpoint:
+    """A consumer's checkpoint; CheckpointError naming the file when it is corrupt."""
+    data = path.read_bytes()
+    try:
+        return msgspec.json.decode(data, type=_Checkpoint)
+    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        raise CheckpointError(
+            f"consumer checkpoint {path} is corrupt ({e}); restore it, or delete it to "
+            "start the consumer afresh (it then follows --start)",
+            path=str(path),
+        ) from e
 
 
 def consumer_dir(layout: Layout) -> Path:
@@ -433,12 +413,7 @@ def consumer_status(
     result = []
     for name in names:
         path = folder / name
-        try:
-            saved = msgspec.json.decode(path.read_bytes(), type=_Checkpoint)
-        except (msgspec.DecodeError, msgspec.ValidationError) as e:
-            raise CheckpointError(
-                f"consumer checkpoint {path} is corrupt ({e})", path=str(path)
-            ) from e
+        saved = read_checkpoint(path)
         lag = sum(
             seq - (saved.positions[b].seq if b in saved.positions else 0) for b, seq in last.items()
         )

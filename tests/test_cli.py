@@ -251,6 +251,8 @@ def test_every_json_output_parses(tmp_path: Path) -> None:
             "--max-events",
             "3",
             "--poll",
+            "--timeout",
+            "20",
         ],
         capture_output=True,
         text=True,
