@@ -852,7 +852,7 @@ NOTES = """## How to read it
   write durable), so contending writers overlap their fsyncs.
 - **4, 5, 6** readers never lock: a manifest read is the view plus the log's last
   line; a fold decodes the whole log with `decode_lines` in one call.
-- **7** inotify via watchfiles with a 2 ms step; poll mode rescans sizes every
+- **7** inotify via watchfiles with a 4 ms step; poll mode rescans sizes every
   100 ms. The idle CPU is the live watcher's, measured over 5 s with nothing
   appended. `scripts/bench.py --only watch` runs this row alone.
 
