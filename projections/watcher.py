@@ -97,7 +97,7 @@ class _Checkpoint(msgspec.Struct):
 class _Tail:
     """One log being followed: the end of its last complete line, and its seq there."""
 
-    __slots__ = ("batch_id", "offset", "path", "seen", "seq")
+    __slots__ = ("batch_id", "offset", "path", "seen", "seq", "stat")
 
     def __init__(self, path: Path, offset: int, seq: int) -> None:
         self.path = path
@@ -105,6 +105,7 @@ class _Tail:
         self.offset = offset
         self.seq = seq
         self.seen: tuple[int, int] | None = None  # (size, mtime) when last read to the end
+        self.stat: os.stat_result | None = None  # taken when ordering tails, used by read()
 
     def _damaged(self, what: str) -> DamagedLog:
         return DamagedLog(
@@ -115,10 +116,12 @@ class _Tail:
 
     def read(self) -> list[tuple[Event, int]]:
         """New complete events with the offset after each; nothing if the file did not change."""
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            return []
+        st, self.stat = self.stat, None
+        if st is None:
+            try:
+                st = os.stat(self.path)
+            except FileNotFoundError:
+                return []
         stamp = (st.st_size, st.st_mtime_ns)
         if stamp == self.seen and st.st_size == self.offset:
             return []
@@ -347,10 +350,13 @@ class Watcher:
 
 
 def _mtime(tail: _Tail) -> int:
+    """The log's mtime, for ordering; the stat is kept for the read that follows."""
     try:
-        return os.stat(tail.path).st_mtime_ns
+        tail.stat = os.stat(tail.path)
     except FileNotFoundError:
+        tail.stat = None
         return 0
+    return tail.stat.st_mtime_ns
 
 
 def _end_of_complete_lines(path: Path) -> tuple[int, int]:
