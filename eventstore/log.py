@@ -191,10 +191,6 @@ class _FileSession(LogSession):
     def fold(self) -> Fold:
         return self._cached.fold
 
-    @property
-    def cached(self) -> _Cached:
-        return self._cached
-
     def append(self, events: Sequence[Event]) -> list[Event]:
         cached = self._cached
         seq = cached.fold.seq

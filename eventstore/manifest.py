@@ -20,7 +20,15 @@ import msgspec
 from eventstore.errors import DamagedLog
 from eventstore.events import Appended, Conformed, Derived, Event, Reverted
 
-__all__ = ["SCHEMA_VERSION", "Fold", "Manifest", "VersionEntry", "decode_manifest", "fold"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "Fold",
+    "Manifest",
+    "VersionEntry",
+    "decode_manifest",
+    "encode_manifest",
+    "fold",
+]
 
 SCHEMA_VERSION = 2
 
