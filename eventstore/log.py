@@ -63,6 +63,7 @@ __all__ = [
     "line_hash",
     "read_log_events",
     "split_complete",
+    "tail_position",
     "tail_seq",
 ]
 
@@ -428,6 +429,15 @@ def tail_seq(path: Path, batch_id: str) -> int:
 
 def last_seq_or_none(path: Path, batch_id: str) -> int | None:
     """Like ``tail_seq``, but None when there is no log file at all."""
+    position = tail_position(path, batch_id)
+    return None if position is None else position[1]
+
+
+def tail_position(path: Path, batch_id: str) -> tuple[int, int] | None:
+    """(byte offset after the last complete line, its seq); (0, 0) for none; None: no file.
+
+    Reads only the end of the log, whatever its length.
+    """
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
@@ -441,7 +451,7 @@ def last_seq_or_none(path: Path, batch_id: str) -> int | None:
             end = data.rfind(b"\n")
             if end < 0:
                 if start == 0:
-                    return 0
+                    return 0, 0
                 window *= 4
                 continue
             cut = data.rfind(b"\n", 0, end)
@@ -450,7 +460,7 @@ def last_seq_or_none(path: Path, batch_id: str) -> int | None:
                 continue
             line = data[cut + 1 : end]
             try:
-                return _seq_decoder.decode(line).seq
+                return start + end + 1, _seq_decoder.decode(line).seq
             except (msgspec.DecodeError, msgspec.ValidationError) as e:
                 raise DamagedLog(
                     f"{path}: last line unreadable ({e}); the log of batch {batch_id} is "

@@ -155,14 +155,19 @@ class Projection:
             return None
         if view is not None and view.seq == last and view.batch_id == paths.batch_id:
             return view
-        manifest = fold(
-            paths.batch_id, read_log_events(paths.log, paths.batch_id), path=str(paths.log)
-        )
+        manifest = self._fold(paths)
         if view is None or view.seq < manifest.seq or view.batch_id != paths.batch_id:
             # A writer died between its line and its view (or the view was lost):
             # mend it for the tools that read versions.json directly.
             repair_view(paths.view, manifest)
         return manifest
+
+    @staticmethod
+    def _fold(paths: BatchPaths, events: list[Event] | None = None) -> Manifest:
+        """Fold the log (or the given prefix of it); DamagedLog names file and line."""
+        if events is None:
+            events = read_log_events(paths.log, paths.batch_id)
+        return fold(paths.batch_id, events, path=str(paths.log))
 
     def require(self, batch_id: str) -> Manifest:
         """The batch's manifest; UnknownBatch when it has no log."""
@@ -182,13 +187,16 @@ class Projection:
 
     def history(self, batch_id: str) -> list[Event]:
         """Every committed event of the batch in seq order (checked by a fold)."""
+        paths, events = self._events(batch_id)
+        self._fold(paths, events)
+        return events
+
+    def _events(self, batch_id: str) -> tuple[BatchPaths, list[Event]]:
         paths = self._paths(batch_id)
         if not paths.log.exists():
             check_unimported(paths)
-            return []
-        events = read_log_events(paths.log, paths.batch_id)
-        fold(paths.batch_id, events, path=str(paths.log))
-        return events
+            return paths, []
+        return paths, read_log_events(paths.log, paths.batch_id)
 
     def as_of(
         self, batch_id: str, *, seq: int | None = None, at: datetime | str | None = None
@@ -200,7 +208,7 @@ class Projection:
         """
         if (seq is None) == (at is None):
             raise InvalidInput("as_of needs exactly one of seq= or at=")
-        events = self.history(batch_id)
+        paths, events = self._events(batch_id)
         if not events:
             self.require(batch_id)
         if seq is not None:
@@ -215,16 +223,14 @@ class Projection:
             assert at is not None
             moment = parse_time(at)
             chosen = [e for e in events if e.at <= moment]
-        return fold(validate_batch_id(batch_id), chosen)
+        return self._fold(paths, chosen)
 
     def repair_view(self, batch_id: str) -> bool:
         """Rewrite a missing, stale or edited view from the log; True when it was rewritten."""
         paths = self._paths(batch_id)
         if not paths.log.exists():
             return False
-        manifest = fold(
-            paths.batch_id, read_log_events(paths.log, paths.batch_id), path=str(paths.log)
-        )
+        manifest = self._fold(paths)
         if read_view(paths.view) == manifest:
             return False
         return repair_view(paths.view, manifest)

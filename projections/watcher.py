@@ -44,6 +44,7 @@ from eventstore import DamagedLog, DamagedStore, Event, InvalidInput, Layout
 from eventstore.events import EVENT_TYPES, decode_event, utc_now
 from eventstore.fsio import replace_atomic
 from eventstore.layout import normalize_episode
+from eventstore.log import tail_position
 
 __all__ = ["CheckpointError", "WatchEvent", "Watcher", "consumer_status", "watch"]
 
@@ -221,7 +222,7 @@ class Watcher:
                 tail = _Tail(path, pos.offset, pos.seq)
                 tail.resume_check()
             elif saved is None and self.start == "now":
-                tail = _Tail(path, *_end_of_complete_lines(path))
+                tail = _Tail(path, *(tail_position(path, batch_id) or (0, 0)))
             else:
                 tail = _Tail(path, 0, 0)
             self._tails[batch_id] = tail
@@ -357,22 +358,6 @@ def _mtime(tail: _Tail) -> int:
         tail.stat = None
         return 0
     return tail.stat.st_mtime_ns
-
-
-def _end_of_complete_lines(path: Path) -> tuple[int, int]:
-    """(offset, seq) after the last complete line of ``path``."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return 0, 0
-    end = data.rfind(b"\n") + 1
-    if end == 0:
-        return 0, 0
-    last = data[: end - 1].rsplit(b"\n", 1)[-1]
-    try:
-        return end, decode_event(last).seq
-    except (msgspec.DecodeError, msgspec.ValidationError) as e:
-        raise DamagedLog(f"{path}: last line unreadable ({e})", path=str(path)) from e
 
 
 watch = Watcher

@@ -477,25 +477,31 @@ def _big_log(root: Path, batch: str, events: int, versions: int) -> Path:
     return log.path(batch)
 
 
+def fold_timer(root: Path, batch: str) -> Callable[[], float]:
+    """Seconds for a reader's manifest of ``batch`` with its view deleted (a full fold)."""
+    reader = Projection(PROJECT, root=root)
+    view = reader.layout.batch(batch).view
+
+    def timed() -> float:
+        view.unlink(missing_ok=True)
+        start = time.perf_counter()
+        reader.manifest(batch)
+        return time.perf_counter() - start
+
+    return timed
+
+
 def row_fold(root: Path, rounds: int) -> Row:
     batch = "ep_004_BATCH_001"
     path = _big_log(root, batch, 100_000, 100)
     data = path.read_bytes()
-    view_path = path.with_name(f"{batch}.versions.json")
-    reader = Projection(PROJECT, root=root)
-
-    def ours() -> float:
-        view_path.unlink(missing_ok=True)
-        start = time.perf_counter()
-        reader.manifest(batch)
-        return time.perf_counter() - start
 
     def base() -> float:
         start = time.perf_counter()
         decode_lines(data)
         return time.perf_counter() - start
 
-    a, b = paired(ours, base, rounds)
+    a, b = paired(fold_timer(root, batch), base, rounds)
     return {
         "row": "4. fold of a 100k-event log (view deleted)",
         "ours": us(a),
@@ -701,22 +707,14 @@ def row_peer(root: Path, rounds: int, ours_append: float) -> list[Row]:
             agg.conform(1 + i % 2, "approved in dailies")
         app.save(agg)
     batch = "ep_009_BATCH_002"
-    path = _big_log(root, batch, replay_events, 2)
-    view = path.with_name(f"{batch}.versions.json")
-    reader = Projection(PROJECT, root=root)
-
-    def ours_replay() -> float:
-        view.unlink(missing_ok=True)
-        start = time.perf_counter()
-        reader.manifest(batch)
-        return time.perf_counter() - start
+    _big_log(root, batch, replay_events, 2)
 
     def theirs_replay() -> float:
         start = time.perf_counter()
         app.repository.get(agg.id)
         return time.perf_counter() - start
 
-    a, b = paired(ours_replay, theirs_replay, rounds)
+    a, b = paired(fold_timer(root, batch), theirs_replay, rounds)
     return [
         {
             "row": "8a. peer: durable append, one event per command",

@@ -127,3 +127,16 @@ def test_tail_seq_reads_long_lines(tmp_path: Path) -> None:
     with log.session(BATCH) as session:
         session.append([msgspec.structs.replace(big, reason="x" * 20000)])
     assert tail_seq(path, BATCH) == 2
+
+
+def test_tail_position_is_the_end_of_the_last_complete_line(tmp_path: Path) -> None:
+    from eventstore.log import tail_position
+
+    log, path = _log(tmp_path)
+    assert tail_position(path, BATCH) is None
+    _write_three(log)
+    complete = path.stat().st_size
+    assert tail_position(path, BATCH) == (complete, 3)
+    with open(path, "ab") as f:
+        f.write(b'{"type":"derived","seq":4,' + b"x" * 9000)  # a long torn tail
+    assert tail_position(path, BATCH) == (complete, 3)
