@@ -14,9 +14,11 @@ reference store (``except ValueError``) keep working::
     │   ├── UnregisteredVersion                   R10/R11: version not in the log
     │   ├── NotActiveVersion                      R12: the pointer-race guard
     │   ├── SeqMismatch                           R15: expected_seq differs
-    │   └── UnimportedManifest                    R21: reference versions.json, no log
+    │   ├── UnimportedManifest                    R21: reference versions.json, no log
+    │   └── ForeignView                           R29: versions.json changed by another tool
     ├── VersionBodyExists(FileExistsError) 3      R8: write-once guard
     ├── LockTimeout(TimeoutError)          3      the batch lock was not had in time
+    ├── ConsumerBusy                       3      another watcher holds the consumer name
     ├── BodyMissing(FileNotFoundError)     4      a registered body is gone
     ├── DamagedStore(ValueError)           4      a file of the store cannot be trusted
     │   ├── DamagedLog                            corrupt line, broken seq or hash chain
@@ -34,9 +36,11 @@ from typing import Any
 
 __all__ = [
     "BodyMissing",
+    "ConsumerBusy",
     "DamagedBody",
     "DamagedLog",
     "DamagedStore",
+    "ForeignView",
     "IdentityMismatch",
     "InvalidInput",
     "LockTimeout",
@@ -123,6 +127,14 @@ class UnimportedManifest(RuleViolation):
     """R21: a reference-format ``versions.json`` exists without a log."""
 
 
+class ForeignView(RuleViolation):
+    """R29: a ``versions.json`` was changed by a tool other than scenelog.
+
+    Its content differs from the fold of the log at the seq it claims; it is
+    never trusted or overwritten silently (``scenelog import --adopt``).
+    """
+
+
 class VersionBodyExists(ScenelogError, FileExistsError):
     """R8: the target version body exists already; it is never overwritten."""
 
@@ -131,6 +143,12 @@ class VersionBodyExists(ScenelogError, FileExistsError):
 
 class LockTimeout(ScenelogError, TimeoutError):
     """The batch lock could not be acquired within ``timeout`` seconds."""
+
+    exit_code = 3
+
+
+class ConsumerBusy(ScenelogError):
+    """A watcher consumer name is held by another running watcher (``holder``)."""
 
     exit_code = 3
 
