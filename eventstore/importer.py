@@ -1,39 +1,111 @@
-"""Import reference-format ``versions.json`` manifests as logs.
+"""Import reference-format ``versions.json`` manifests as logs, and adopt foreign views.
 
 A studio moving from the reference store has one mutable ``versions.json``
 per batch and no log. ``import_manifests`` turns each into a log whose fold
-reproduces the manifest exactly — every version with its fields and
-``created_at``, and the active version — with every event marked
-``imported`` and actor and reason saying so.
+reproduces the manifest — every version with its fields and ``created_at``,
+and the active version — with every event marked ``imported`` and actor and
+reason saying so. While reference-era tools still run (R29), one of them may
+rewrite the ``versions.json`` of a batch that has a log; ``adopt_view`` turns
+that foreign change into events.
+
+What a manifest must be (anything else is refused with a finding naming the
+field; nothing is guessed and nothing is written for that batch):
+- Numbers (``version``, ``parent_version``, ``shot_count``, ``active_version``,
+  ``schema_version``) are whole numbers. An integral float (``2.0``, which
+  the reference writes when it was called with ``2.0``) is the same number to
+  the reference — it compares ``2 == 2.0`` — so it is normalized to the int;
+  ``2.5``, ``NaN``, a boolean (``true`` is not a version), a string or a
+  number outside the 64-bit range is refused.
+- ``created_at`` is an ISO 8601 timestamp with a time of day (what
+  ``datetime.fromisoformat`` reads, ASCII only). It is normalized to the
+  log's form, UTC with microseconds and ``Z`` and always a 4-digit year, so
+  that ``at`` stays comparable as text: an aware time is converted to UTC;
+  a naive one is taken as UTC, because the reference stamps with its
+  ``utc_now_iso8601`` helper (a naive ``utcnow().isoformat()`` spelling is
+  still UTC). A time that is not in UTC range after conversion is refused.
+  The original bytes stay in ``<batch>.versions.json.reference``.
+- Before anything is written, the events are encoded, decoded back, checked
+  with the rules verify uses and folded, and the fold must equal the
+  (normalized) manifest: import never writes a line it cannot read back.
 
 Invariants:
-- A manifest that breaks the reference's own invariants (duplicate versions,
-  an active version not registered, a missing body, malformed entries) is
-  refused with a report; nothing is guessed and nothing is written for it.
-- Idempotent: a batch with a log is never imported again.
-- Crash at each step: before the log append, nothing changed (the original
-  bytes are already copied to ``<batch>.versions.json.reference``); after the
-  append, the log is the truth and the old view, which has no ``seq``, is
-  never trusted; after the view rewrite, done.
+- Every event of one batch is appended by one ``append`` (one command, R24).
+- The batch's reference lock ``<batch>.versions.lock`` (``flock``, only when
+  the file exists, never created) and then the batch lock are held while the
+  manifest is read, checked, backed up and appended (R29, R14).
+- Idempotent and cooperative: under the locks a batch whose log has events is
+  reported ``already_imported`` and left alone, so concurrent imports of one
+  episode each import every batch at most once and all finish.
+- Crash at each step of an import: before the backup, nothing changed;
+  after the backup (``write_once``, durable) but before the append, a backup
+  of a manifest that was not imported — the next import replaces it with the
+  bytes it imports; after the append, the log is the truth and the old view,
+  which has no ``seq``, is never trusted; after the view rewrite, done.
+- Crash at each step of an adopt: before the append, the foreign view is
+  still there and adopt can run again; after it, the view's content is the
+  fold's and the next adopt appends nothing and rewrites it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from eventstore.events import Appended, Event, Reverted, default_actor, new_event_id, utc_now
-from eventstore.fsio import write_once
-from eventstore.layout import BatchPaths, Layout, normalize_episode
-from eventstore.log import EventLog, FileLog
-from eventstore.manifest import VersionEntry
-from eventstore.rules import DOWNSTREAMS, KINDS, STATES
-from eventstore.views import load_reference_manifest, write_view
+import msgspec
 
-__all__ = ["ImportOutcome", "import_manifests"]
+from eventstore.errors import (
+    DamagedLog,
+    ForeignView,
+    LockTimeout,
+    UnimportedManifest,
+    UnknownBatch,
+)
+from eventstore.events import (
+    Appended,
+    Conformed,
+    Derived,
+    Event,
+    Reverted,
+    decode_event,
+    default_actor,
+    encode_event,
+    new_event_id,
+    utc_now,
+)
+from eventstore.fsio import os_errors, write_once
+from eventstore.layout import BatchPaths, Layout, normalize_episode, validate_batch_id
+from eventstore.lock import DEFAULT_LOCK_TIMEOUT
+from eventstore.log import EventLog, FileLog, LogSession
+from eventstore.manifest import SCHEMA_VERSION, Fold, VersionEntry
+from eventstore.rules import DOWNSTREAMS, KINDS, STATES, check_event
+from eventstore.views import write_view
+
+__all__ = [
+    "AdoptOutcome",
+    "ImportOutcome",
+    "adopt_view",
+    "import_manifests",
+    "normalize_timestamp",
+]
 
 _ENTRY_KEYS = set(VersionEntry.__struct_fields__)
+_IMMUTABLE = (
+    "artifact",
+    "kind",
+    "source",
+    "parent_version",
+    "structure_fingerprint",
+    "shot_count",
+    "created_at",
+)
+_MAX_INT = 2**63 - 1
+_REFERENCE_LOCK_STEP = 0.001
 
 
 @dataclass
@@ -41,7 +113,7 @@ class ImportOutcome:
     """What happened to one reference manifest."""
 
     batch_id: str
-    status: str  # imported | would_import | refused
+    status: str  # imported | would_import | already_imported | refused
     versions: int = 0
     active_version: int | None = None
     problems: list[str] = field(default_factory=list)
@@ -56,106 +128,298 @@ class ImportOutcome:
         }
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+@dataclass
+class AdoptOutcome:
+    """What ``adopt_view`` did: the events that explain the foreign change."""
+
+    batch_id: str
+    status: str  # adopted | would_adopt | unchanged
+    seq: int
+    events: list[str] = field(default_factory=list)  # "conformed v3", "appended v4", …
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "batch_id": self.batch_id,
+            "status": self.status,
+            "seq": self.seq,
+            "events": self.events,
+        }
 
 
-def _entry_problems(paths: BatchPaths, entry: object) -> list[str]:
-    if not isinstance(entry, dict):
-        return [f"entry {entry!r} is not an object"]
-    where = f"entry v{entry.get('version')}"
-    problems = []
-    if set(entry) != _ENTRY_KEYS:
-        missing, extra = sorted(_ENTRY_KEYS - set(entry)), sorted(set(entry) - _ENTRY_KEYS)
+# ── reading a manifest ───────────────────────────────────────────────────────
+
+
+def normalize_timestamp(value: object) -> str | None:
+    """``value`` as the log writes ``at`` (UTC, microseconds, ``Z``), or None if not one.
+
+    Accepts an ISO 8601 date and time (ASCII); a naive time is taken as UTC.
+    """
+    if not isinstance(value, str) or not value.isascii() or len(value) <= len("2026-01-01"):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        parsed = parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
+    return (
+        f"{parsed.year:04d}-{parsed.month:02d}-{parsed.day:02d}T{parsed.hour:02d}:"
+        f"{parsed.minute:02d}:{parsed.second:02d}.{parsed.microsecond:06d}Z"
+    )
+
+
+def _whole(value: object, where: str, problems: list[str], *, minimum: int) -> int | None:
+    """``value`` as an int (an integral float normalized), or None with a problem noted."""
+    number: int | None = None
+    if isinstance(value, bool):
+        problems.append(f"{where} is {value!r}, a boolean, not a whole number")
+        return None
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    if number is None:
+        problems.append(f"{where} is {value!r}, not a whole number")
+        return None
+    if not minimum <= number <= _MAX_INT:
+        problems.append(f"{where} is {value!r}, outside {minimum}..2**63-1")
+        return None
+    return number
+
+
+@dataclass
+class _Manifest:
+    """A reference-format manifest, checked and normalized."""
+
+    active_version: int
+    entries: list[VersionEntry]
+    seq: int | None  # the seq a scenelog view claimed, when the manifest has one
+
+
+def _entry(paths: BatchPaths, raw: object, problems: list[str]) -> VersionEntry | None:
+    if not isinstance(raw, dict):
+        problems.append(f"entry {raw!r} is not an object")
+        return None
+    where = f"entry v{raw.get('version')}"
+    if set(raw) != _ENTRY_KEYS:
+        missing, extra = sorted(_ENTRY_KEYS - set(raw)), sorted(set(raw) - _ENTRY_KEYS)
         problems.append(
             f"{where} keys differ from the reference's (missing {missing}, extra {extra})"
         )
-        return problems
-    if not _is_int(entry["version"]) or entry["version"] < 1:
-        problems.append(f"{where}: version is not a whole number >= 1")
+        return None
+    found: list[str] = []
+    version = _whole(raw["version"], f"{where}: version", found, minimum=1)
+    shot_count = _whole(raw["shot_count"], f"{where}: shot_count", found, minimum=0)
+    parent = raw["parent_version"]
+    if parent is not None:
+        parent = _whole(parent, f"{where}: parent_version", found, minimum=1)
     for key, allowed in (("state", STATES), ("downstream", DOWNSTREAMS), ("kind", KINDS)):
-        if entry[key] not in allowed:
-            problems.append(f"{where}: {key} {entry[key]!r} is not one of {allowed}")
-    for key in ("artifact", "source", "structure_fingerprint", "created_at"):
-        if not isinstance(entry[key], str):
-            problems.append(f"{where}: {key} is not a string")
-    if not _is_int(entry["shot_count"]):
-        problems.append(f"{where}: shot_count is not a whole number")
-    if entry["parent_version"] is not None and not _is_int(entry["parent_version"]):
-        problems.append(f"{where}: parent_version is not a version")
-    if not problems:
+        if not isinstance(raw[key], str) or raw[key] not in allowed:
+            found.append(f"{where}: {key} {raw[key]!r} is not one of {allowed}")
+    for key in ("artifact", "source", "structure_fingerprint"):
+        if not isinstance(raw[key], str):
+            found.append(f"{where}: {key} is not a string")
+    created_at = normalize_timestamp(raw["created_at"])
+    if created_at is None:
+        found.append(
+            f"{where}: created_at {raw['created_at']!r} is not an ISO 8601 date and time "
+            "(e.g. 2026-03-01T10:00:00.000000Z)"
+        )
+    if not found:
         try:
-            body = paths.artifact(entry["artifact"])
+            body = paths.artifact(raw["artifact"])
         except ValueError:
-            problems.append(f"{where}: artifact {entry['artifact']!r} is not this batch's")
+            found.append(f"{where}: artifact {raw['artifact']!r} is not this batch's")
         else:
             if not body.exists():
-                problems.append(f"{where}: body {body.name} is missing")
-    return problems
+                found.append(f"{where}: body {body.name} is missing")
+    problems.extend(found)
+    if found or version is None or shot_count is None or created_at is None:
+        return None
+    return VersionEntry(
+        version,
+        raw["artifact"],
+        raw["state"],
+        raw["downstream"],
+        raw["kind"],
+        raw["source"],
+        parent,
+        raw["structure_fingerprint"],
+        shot_count,
+        created_at,
+    )
 
 
-def check_reference(paths: BatchPaths, data: dict[str, Any] | None) -> list[str]:
-    """What keeps the manifest from being imported as it is (empty: nothing)."""
+def _parse(paths: BatchPaths, data: bytes | None) -> tuple[_Manifest | None, list[str]]:
+    """The manifest in ``data`` checked and normalized, or None and what is wrong with it."""
     if data is None:
-        return ["versions.json is not a JSON object"]
-    problems = []
-    if data.get("batch_id", paths.batch_id) != paths.batch_id:
-        problems.append(f"batch_id {data.get('batch_id')!r} is not {paths.batch_id}")
-    versions = data.get("versions")
+        return None, [f"{paths.view.name} is missing"]
+    try:
+        raw = msgspec.json.decode(data)
+    except msgspec.DecodeError as e:
+        return None, [f"{paths.view.name} is not readable JSON ({e})"]
+    if not isinstance(raw, dict):
+        return None, [f"{paths.view.name} is not a JSON object"]
+    problems: list[str] = []
+    if raw.get("batch_id", paths.batch_id) != paths.batch_id:
+        problems.append(f"batch_id {raw.get('batch_id')!r} is not {paths.batch_id}")
+    if "schema_version" in raw:
+        schema = _whole(raw["schema_version"], "schema_version", problems, minimum=1)
+        if schema is not None and schema != SCHEMA_VERSION:
+            problems.append(f"schema_version {schema} is not {SCHEMA_VERSION}")
+    seq = None
+    if "seq" in raw:
+        seq = _whole(raw["seq"], "seq", problems, minimum=0)
+    versions = raw.get("versions")
     if not isinstance(versions, list) or not versions:
-        return [*problems, "no versions list"]
-    for entry in versions:
-        problems.extend(_entry_problems(paths, entry))
+        return None, [*problems, "no versions list"]
+    entries = [_entry(paths, item, problems) for item in versions]
     numbers = [e.get("version") for e in versions if isinstance(e, dict)]
     duplicates = sorted({n for n in numbers if numbers.count(n) > 1}, key=str)
     if duplicates:
         problems.append(f"versions registered more than once: {duplicates}")
-    if data.get("active_version") not in numbers:
-        problems.append(f"active_version {data.get('active_version')!r} is not registered")
-    return problems
+    active = _whole(raw.get("active_version"), "active_version", problems, minimum=1)
+    if active is not None and active not in numbers:
+        problems.append(f"active_version {raw.get('active_version')!r} is not registered")
+    if problems or active is None:
+        return None, problems
+    return _Manifest(active, [e for e in entries if e is not None], seq), []
 
 
-def _events(paths: BatchPaths, data: dict[str, Any], actor: str, reason: str) -> list[Event]:
-    events: list[Event] = []
-    for entry in data["versions"]:
-        events.append(
-            Appended(
-                seq=0,
-                batch_id=paths.batch_id,
-                version=entry["version"],
-                at=entry["created_at"],
-                actor=actor,
-                reason=reason,
-                event_id=new_event_id(),
-                prev=None,
-                artifact=entry["artifact"],
-                state=entry["state"],
-                downstream=entry["downstream"],
-                kind=entry["kind"],
-                source=entry["source"],
-                parent_version=entry["parent_version"],
-                structure_fingerprint=entry["structure_fingerprint"],
-                shot_count=entry["shot_count"],
-                imported=True,
-            )
-        )
-    first, active = data["versions"][0]["version"], data["active_version"]
-    if active != first:
-        events.append(
-            Reverted(
-                seq=0,
-                batch_id=paths.batch_id,
-                version=active,
-                at=utc_now(),
-                actor=actor,
-                reason=reason + " (active version as recorded)",
-                event_id=new_event_id(),
-                prev=None,
-                previous_active=first,
-                imported=True,
-            )
-        )
-    return events
+def _read(paths: BatchPaths) -> bytes | None:
+    with os_errors(paths.view, "read"):
+        try:
+            return paths.view.read_bytes()
+        except FileNotFoundError:
+            return None
+
+
+# ── drafting events that read back ───────────────────────────────────────────
+
+
+class _Draft:
+    """Events drafted on a copy of the fold; each one encoded, decoded and checked first."""
+
+    def __init__(self, paths: BatchPaths, start: Fold, actor: str, reason: str) -> None:
+        self.paths = paths
+        self.fold = start.copy()
+        self.actor = actor
+        self.reason = reason
+        self.events: list[Event] = []
+        self.problems: list[str] = []
+
+    def add(self, draft: Event) -> None:
+        if self.problems:
+            return
+        event = msgspec.structs.replace(draft, seq=self.fold.seq + 1, prev=None)
+        what = f"{event.type} v{event.version}"
+        try:
+            back = decode_event(encode_event(event))
+        except (msgspec.MsgspecError, UnicodeError, ValueError, OverflowError) as e:
+            self.problems.append(f"{what} cannot be written as a readable event ({e})")
+            return
+        if back != event:
+            self.problems.append(f"{what} does not read back as written")
+            return
+        problem = check_event(self.fold, back, flat_name=self.paths.flat.name)
+        if problem is not None:
+            self.problems.append(f"{what}: {problem}")
+            return
+        try:
+            self.fold.apply(back)
+        except DamagedLog as e:
+            self.problems.append(f"{what} does not fold: {e}")
+            return
+        self.events.append(draft)
+
+    def _envelope(self, version: int, at: str) -> dict[str, Any]:
+        return {
+            "seq": 0,
+            "batch_id": self.paths.batch_id,
+            "version": version,
+            "at": at,
+            "actor": self.actor,
+            "reason": self.reason,
+            "event_id": new_event_id(),
+            "prev": None,
+            "imported": True,
+        }
+
+    def appended(self, entry: VersionEntry) -> None:
+        fields = {k: v for k, v in entry.to_dict().items() if k not in ("version", "created_at")}
+        self.add(Appended(**self._envelope(entry.version, entry.created_at), **fields))
+
+    def move(self, kind: type[Conformed] | type[Reverted], version: int) -> None:
+        previous = self.fold.active_version
+        self.add(kind(**self._envelope(version, utc_now()), previous_active=previous))
+
+    def derived(self, version: int) -> None:
+        self.add(Derived(**self._envelope(version, utc_now())))
+
+    def finish(self, entries: list[VersionEntry], active: int) -> list[str]:
+        """Problems left: the drafts' own, or a fold that is not ``entries``/``active``."""
+        if self.problems:
+            return self.problems
+        if self.fold.entries != entries or self.fold.active_version != active:
+            return ["the events drafted do not fold to the manifest (report it)"]
+        return []
+
+
+def _import_events(paths: BatchPaths, manifest: _Manifest, actor: str) -> _Draft:
+    reason = f"imported from reference manifest {paths.view.name}"
+    draft = _Draft(paths, Fold(paths.batch_id, path=str(paths.log)), actor, reason)
+    for entry in manifest.entries:
+        draft.appended(entry)
+    if draft.fold.active_version != manifest.active_version:
+        draft.reason = reason + " (active version as recorded)"
+        draft.move(Reverted, manifest.active_version)
+    draft.problems = draft.finish(manifest.entries, manifest.active_version)
+    return draft
+
+
+# ── locks ─────────────────────────────────────────────────────────────────────
+
+
+@contextlib.contextmanager
+def _reference_lock(paths: BatchPaths, timeout: float) -> Iterator[None]:
+    """R29: hold the reference's ``<batch>.versions.lock`` (flock) when it exists."""
+    path = paths.view.with_suffix(".lock")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        yield
+        return
+    except PermissionError:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise LockTimeout(
+                        f"batch {paths.batch_id} is locked by a reference-era tool: waited "
+                        f"{timeout:g}s for {path}; retry when it is done",
+                        path=str(path),
+                        timeout=timeout,
+                        batch_id=paths.batch_id,
+                    ) from None
+                time.sleep(_REFERENCE_LOCK_STEP)
+        yield
+    finally:
+        os.close(fd)  # closing the only fd drops the flock
+
+
+@contextlib.contextmanager
+def _locked(paths: BatchPaths, log: EventLog, timeout: float) -> Iterator[LogSession]:
+    with _reference_lock(paths, timeout), log.session(paths.batch_id, timeout=timeout) as session:
+        yield session
+
+
+# ── import ───────────────────────────────────────────────────────────────────
 
 
 def import_manifests(
@@ -166,8 +430,13 @@ def import_manifests(
     dry_run: bool = False,
     actor: str | None = None,
     log: EventLog | None = None,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
 ) -> list[ImportOutcome]:
-    """Import every reference-format manifest without a log (of ``episode``, or all)."""
+    """Import every reference-format manifest without a log (of ``episode``, or all).
+
+    Safe to run from several processes at once: each batch is imported by one
+    of them and reported ``already_imported`` by the others.
+    """
     layout = Layout.of(project, root)
     episodes = [normalize_episode(episode)] if episode is not None else layout.episodes()
     backend = log if log is not None else FileLog(layout)
@@ -178,36 +447,251 @@ def import_manifests(
             paths = layout.batch(batch_id)
             if backend.exists(batch_id):
                 continue
-            outcomes.append(_import_one(paths, backend, who, dry_run))
+            outcomes.append(_import_one(paths, backend, who, dry_run, lock_timeout))
     return outcomes
 
 
-def _import_one(paths: BatchPaths, log: EventLog, actor: str, dry_run: bool) -> ImportOutcome:
-    data = load_reference_manifest(paths.view)
-    if data is not None and "seq" in data:
-        return ImportOutcome(
-            paths.batch_id, "refused", problems=["a scenelog view without its log: restore the log"]
-        )
-    problems = check_reference(paths, data)
-    if problems or data is None:
+def _plan(paths: BatchPaths, data: bytes | None, actor: str) -> ImportOutcome | _Draft:
+    manifest, problems = _parse(paths, data)
+    if manifest is not None and manifest.seq is not None:
+        problems = ["a scenelog view without its log: restore the log"]
+    if manifest is None or problems:
         return ImportOutcome(paths.batch_id, "refused", problems=problems)
-    outcome = ImportOutcome(
-        paths.batch_id,
-        "would_import" if dry_run else "imported",
-        len(data["versions"]),
-        data["active_version"],
-    )
+    draft = _import_events(paths, manifest, actor)
+    if draft.problems:
+        return ImportOutcome(paths.batch_id, "refused", problems=draft.problems)
+    return draft
+
+
+def _import_one(
+    paths: BatchPaths, log: EventLog, actor: str, dry_run: bool, timeout: float
+) -> ImportOutcome:
+    # Checked first without any lock, so a refused manifest leaves no trace (not even a
+    # lock file); the import itself re-reads and re-checks under the locks.
+    plan = _plan(paths, _read(paths), actor)
+    if isinstance(plan, ImportOutcome):
+        return plan
     if dry_run:
-        return outcome
-    original = paths.view.read_bytes()
-    backup = paths.view.with_name(paths.view.name + ".reference")
-    if not backup.exists():
-        write_once(backup, original, batch_id=paths.batch_id)
-    reason = f"imported from reference manifest {paths.view.name}"
-    with log.session(paths.batch_id) as session:
+        return ImportOutcome(
+            paths.batch_id, "would_import", len(plan.fold.entries), plan.fold.active_version
+        )
+    with _locked(paths, log, timeout) as session:
         if session.fold.seq != 0:  # imported meanwhile by another process
-            outcome.status = "already_imported"
-            return outcome
-        session.append(_events(paths, data, actor, reason))
-        write_view(paths.view, session.fold.manifest())
-    return outcome
+            fold = session.fold
+            return ImportOutcome(
+                paths.batch_id, "already_imported", len(fold.entries), fold.active_version
+            )
+        original = _read(paths)  # read under the locks: the bytes imported are these
+        plan = _plan(paths, original, actor)
+        if isinstance(plan, ImportOutcome):
+            return plan
+        assert original is not None
+        _back_up(paths, original)
+        session.append(plan.events)
+        write_view(paths.view, session.fold.view_chunks())
+        fold = session.fold
+        return ImportOutcome(paths.batch_id, "imported", len(fold.entries), fold.active_version)
+
+
+def _back_up(paths: BatchPaths, original: bytes) -> None:
+    """Keep the manifest's bytes in ``<batch>.versions.json.reference`` (under the locks).
+
+    A backup left by an import that died before its append is of a manifest
+    that was never imported; it is replaced by the bytes imported now.
+    """
+    backup = paths.view.with_name(paths.view.name + ".reference")
+    with os_errors(backup, "read"):
+        try:
+            if backup.read_bytes() == original:
+                return
+            backup.unlink()
+        except FileNotFoundError:
+            pass
+    write_once(backup, original, batch_id=paths.batch_id)
+
+
+# ── adopt ────────────────────────────────────────────────────────────────────
+
+
+def adopt_view(
+    project: str,
+    batch_id: str,
+    root: str | os.PathLike[str] | None = None,
+    *,
+    dry_run: bool = False,
+    actor: str | None = None,
+    log: EventLog | None = None,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+) -> AdoptOutcome:
+    """R29: turn a change a reference-era tool made to a batch's ``versions.json`` into events.
+
+    Under the reference lock and the batch lock, the foreign view is compared
+    with the fold at the seq it claims (what the foreign tool read; the
+    current fold when it claims none) and the difference is applied to the
+    current fold as events, marked ``imported``, in one append:
+
+    - a new version -> ``appended`` with its existing body and its fields as
+      recorded (state and downstream included, as import does);
+    - a version newly ``approved`` -> ``conformed`` (the reference approves
+      only by conform; when the pointer ends elsewhere a pointer move follows);
+    - a version newly ``derived`` -> the pointer is moved to it if needed
+      (the reference derives only the active version) and ``derived``;
+    - a pointer move -> ``reverted`` to the recorded active version.
+
+    Then the view is rewritten as scenelog's own. A difference no event can
+    explain (a version removed, a recorded field other than state and
+    downstream changed, a state or downstream going back, a view whose seq is
+    past the log's) raises :class:`ForeignView` and writes nothing. A view
+    whose content is a fold of the log (stale, or reformatted) is rewritten
+    without events.
+    """
+    batch_id = validate_batch_id(batch_id)
+    layout = Layout.of(project, root)
+    paths = layout.batch(batch_id)
+    backend = log if log is not None else FileLog(layout)
+    who = default_actor(actor)
+    if not backend.exists(batch_id):
+        if not paths.view.exists():
+            raise UnknownBatch(
+                f"batch {batch_id} has no log and no versions.json: nothing to adopt — "
+                "check the batch id, --project and --root",
+                batch_id=batch_id,
+            )
+        raise UnimportedManifest(
+            f"batch {batch_id} has no log: import its versions.json with "
+            f"`scenelog import {batch_id[:6]}` (--adopt is for batches that have a log)",
+            path=str(paths.view),
+            batch_id=batch_id,
+        )
+    with _locked(paths, backend, lock_timeout) as session:
+        current = session.fold
+        data = _read(paths)
+        if data is None or data == current.view_bytes():
+            return AdoptOutcome(batch_id, "unchanged", current.seq)
+        foreign = _foreign(paths, data, current)
+        base = _base(paths, backend, current, foreign)
+        draft = _Draft(
+            paths, current, who, f"adopted from {paths.view.name} changed outside scenelog"
+        )
+        entries, active = _target(paths, base, current, foreign)
+        _explain(draft, entries, active)
+        problems = draft.finish(entries, active)
+        if problems:
+            raise _refusal(paths, problems)
+        described = [f"{e.type} v{e.version}" for e in draft.events]
+        if dry_run:
+            return AdoptOutcome(batch_id, "would_adopt", current.seq, described)
+        if draft.events:
+            session.append(draft.events)
+        write_view(paths.view, session.fold.view_chunks())
+        status = "adopted" if draft.events else "unchanged"
+        return AdoptOutcome(batch_id, status, session.fold.seq, described)
+
+
+def _refusal(paths: BatchPaths, problems: list[str]) -> ForeignView:
+    return ForeignView(
+        f"cannot adopt {paths.view} of batch {paths.batch_id}: {'; '.join(problems)}; no "
+        "event can explain that, nothing was written — to keep the log's state, move "
+        f"{paths.view.name} aside (a view is a cache, rebuilt from the log)",
+        path=str(paths.view),
+        batch_id=paths.batch_id,
+        problems=problems,
+    )
+
+
+def _foreign(paths: BatchPaths, data: bytes, current: Fold) -> _Manifest:
+    manifest, problems = _parse(paths, data)
+    if manifest is None:
+        raise _refusal(paths, problems)
+    if manifest.seq is not None and manifest.seq > current.seq:
+        raise _refusal(
+            paths,
+            [
+                f"it claims seq {manifest.seq} but the log ends at seq {current.seq} "
+                "(was the log restored from backup? run `scenelog verify`)"
+            ],
+        )
+    return manifest
+
+
+def _base(paths: BatchPaths, log: EventLog, current: Fold, foreign: _Manifest) -> Fold:
+    """The fold the foreign tool read: at the seq its view claims, else the current one."""
+    if foreign.seq is None or foreign.seq == current.seq:
+        return current
+    base = Fold(paths.batch_id, path=str(paths.log))
+    base.apply_all(log.read(paths.batch_id)[: foreign.seq])
+    return base
+
+
+def _same(field_name: str, old: object, new: object) -> bool:
+    if field_name == "created_at":
+        return (normalize_timestamp(old) or old) == new
+    return old == new
+
+
+def _target(
+    paths: BatchPaths, base: Fold, current: Fold, foreign: _Manifest
+) -> tuple[list[VersionEntry], int]:
+    """The current fold with the foreign change (base -> foreign) applied; refuse the rest."""
+    problems: list[str] = []
+    seen = {e.version: e for e in foreign.entries}
+    entries = list(current.entries)
+    position = {e.version: i for i, e in enumerate(entries)}
+    for old in base.entries:
+        new = seen.get(old.version)
+        if new is None:
+            problems.append(f"v{old.version} was removed")
+            continue
+        for name in _IMMUTABLE:
+            if not _same(name, getattr(old, name), getattr(new, name)):
+                problems.append(
+                    f"v{old.version}'s {name} changed from {getattr(old, name)!r} "
+                    f"to {getattr(new, name)!r}"
+                )
+        if (old.state, new.state) == ("approved", "candidate"):
+            problems.append(f"v{old.version} went from approved back to candidate")
+        if (old.downstream, new.downstream) == ("derived", "not_derived"):
+            problems.append(f"v{old.version} went from derived back to not_derived")
+        at = position[old.version]
+        now = entries[at]
+        if new.state == "approved" and now.state != "approved":
+            now = msgspec.structs.replace(now, state="approved")
+        if new.downstream == "derived" and now.downstream != "derived":
+            now = msgspec.structs.replace(now, downstream="derived")
+        entries[at] = now
+    for new in foreign.entries:
+        if base.entry(new.version) is not None:
+            continue
+        existing = current.entry(new.version)
+        if existing is None:
+            entries.append(new)
+        elif existing != new:
+            problems.append(
+                f"v{new.version} was registered by scenelog and by another tool differently"
+            )
+    if problems:
+        raise _refusal(paths, problems)
+    assert current.active_version is not None  # a log with events has a pointer
+    moved = foreign.active_version != base.active_version
+    return entries, foreign.active_version if moved else current.active_version
+
+
+def _explain(draft: _Draft, entries: list[VersionEntry], active: int) -> None:
+    """Draft the events that take ``draft.fold`` to ``entries`` with ``active`` as pointer."""
+    for entry in entries:
+        if draft.fold.entry(entry.version) is None:
+            draft.appended(entry)
+    # The versions that change state; the final active one last, so the pointer ends there.
+    changing = [e for e in entries if (now := draft.fold.entry(e.version)) is not None and now != e]
+    changing.sort(key=lambda e: e.version == active)
+    for entry in changing:
+        now = draft.fold.entry(entry.version)
+        assert now is not None
+        if entry.state == "approved" and now.state != "approved":
+            draft.move(Conformed, entry.version)
+        if entry.downstream == "derived" and now.downstream != "derived":
+            if draft.fold.active_version != entry.version:
+                draft.move(Reverted, entry.version)
+            draft.derived(entry.version)
+    if draft.fold.active_version != active:
+        draft.move(Reverted, active)

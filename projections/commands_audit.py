@@ -6,7 +6,7 @@ import argparse
 import csv
 
 from eventstore.events import EVENT_TYPES
-from eventstore.importer import import_manifests
+from eventstore.importer import adopt_view, import_manifests
 from eventstore.layout import validate_batch_id
 from projections import render
 from projections.clikit import (
@@ -157,6 +157,11 @@ def cmd_verify(ctx: Context, args: argparse.Namespace) -> int:
 
 def _import_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("episode", metavar="EPISODE", nargs="?", help="e.g. ep_001 (default: all)")
+    p.add_argument(
+        "--adopt",
+        metavar="BATCH_ID",
+        help="turn a change a reference-era tool made to BATCH_ID's versions.json into events",
+    )
     p.add_argument("--dry-run", action="store_true", help="check and report, write nothing")
     json_flag(p, "print one JSON line per manifest")
 
@@ -168,10 +173,22 @@ def _import_arguments(p: argparse.ArgumentParser) -> None:
     _import_arguments,
 )
 def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
+    if args.adopt is not None:
+        if args.episode is not None:
+            raise UsageError("--adopt takes one batch id and no episode")
+        return _adopt(ctx, args)
     if args.episode is not None and "_BATCH_" in args.episode:
-        raise UsageError("import takes an episode (ep_001), not a batch id")
+        raise UsageError(
+            "import takes an episode (ep_001), not a batch id (to adopt a changed "
+            "versions.json: --adopt BATCH_ID)"
+        )
     outcomes = import_manifests(
-        ctx.project, ctx.root, episode=args.episode, dry_run=args.dry_run, actor=ctx.actor
+        ctx.project,
+        ctx.root,
+        episode=args.episode,
+        dry_run=args.dry_run,
+        actor=ctx.actor,
+        lock_timeout=ctx.lock_timeout,
     )
     for outcome in outcomes:
         if args.json:
@@ -186,3 +203,22 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
     if not outcomes:
         ctx.note("nothing to import: every versions.json has its log")
     return EXIT_NO if any(o.status == "refused" for o in outcomes) else EXIT_OK
+
+
+def _adopt(ctx: Context, args: argparse.Namespace) -> int:
+    outcome = adopt_view(
+        ctx.project,
+        validate_batch_id(args.adopt),
+        ctx.root,
+        dry_run=args.dry_run,
+        actor=ctx.actor,
+        lock_timeout=ctx.lock_timeout,
+    )
+    if args.json:
+        ctx.json(outcome.to_dict())
+    elif outcome.events:
+        verb = "would adopt" if outcome.status == "would_adopt" else "adopted"
+        ctx.print(f"{outcome.batch_id}: {verb} {', '.join(outcome.events)} (seq {outcome.seq})")
+    else:
+        ctx.print(f"{outcome.batch_id}: nothing to adopt (seq {outcome.seq})")
+    return EXIT_OK
