@@ -1,11 +1,24 @@
-"""The watcher subcommands: watch and consumers."""
+"""The watcher subcommands: watch and consumers.
+
+``watch --exec CMD`` hands each event to CMD three ways: the JSON line on its
+stdin, the same line in the file named by ``SCENELOG_EVENT_FILE`` (removed
+once CMD exits), and in ``SCENELOG_EVENT`` — unless the event is too large
+for one environment string (the kernel's 128 KiB limit, e.g. a long
+``--reason``): then ``SCENELOG_EVENT`` is left out and
+``SCENELOG_EVENT_OMITTED=1`` says so, while the short variables
+(``SCENELOG_BATCH_ID``, ``_VERSION``, ``_TYPE``, ``_SEQ``, ``_PROJECT``) are
+always there. So every event reaches the handler, whatever its size.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from typing import Any
@@ -78,24 +91,63 @@ def _watch_arguments(p: argparse.ArgumentParser) -> None:
         "--exec",
         nargs=argparse.REMAINDER,
         metavar="CMD ARGS",
-        help="run CMD ARGS per event (no shell); the event is in SCENELOG_EVENT, "
-        "SCENELOG_BATCH_ID, SCENELOG_VERSION, SCENELOG_TYPE, SCENELOG_SEQ",
+        help="run CMD ARGS per event (no shell); the event's JSON line is on its stdin and "
+        "in the file $SCENELOG_EVENT_FILE, and in $SCENELOG_EVENT unless over 128 KiB "
+        "(then SCENELOG_EVENT_OMITTED=1); also SCENELOG_BATCH_ID, SCENELOG_VERSION, "
+        "SCENELOG_TYPE, SCENELOG_SEQ",
     )
 
 
-def _environment(event: WatchEvent) -> dict[str, str]:
-    import os
+ENV_STRING_MAX = 32 * 4096
+"""The kernel's limit for one ``NAME=value`` environment string, NUL included
+(Linux MAX_ARG_STRLEN): a longer one makes every exec fail with E2BIG."""
 
+
+def _environment(event: WatchEvent, line: str, event_file: str) -> dict[str, str]:
     env = dict(os.environ)
+    env.pop("SCENELOG_EVENT", None)
+    env.pop("SCENELOG_EVENT_OMITTED", None)
     env.update(
-        SCENELOG_EVENT=json.dumps(event.to_dict(), ensure_ascii=False),
+        SCENELOG_EVENT_FILE=event_file,
         SCENELOG_PROJECT=event.project,
         SCENELOG_BATCH_ID=event.batch_id,
         SCENELOG_VERSION=str(event.version),
         SCENELOG_TYPE=event.type,
         SCENELOG_SEQ=str(event.seq),
     )
+    if len(b"SCENELOG_EVENT=") + len(line.encode()) + 1 <= ENV_STRING_MAX:
+        env["SCENELOG_EVENT"] = line
+    else:
+        env["SCENELOG_EVENT_OMITTED"] = "1"
     return env
+
+
+def _handle(command: list[str], event: WatchEvent) -> int:
+    """Run the handler on one event; its exit code.
+
+    The event file lives only while the handler runs; a crash of the watcher
+    at any point leaves at most that one temporary file and the checkpoint
+    before the event, so the event is redelivered.
+    """
+    line = json.dumps(event.to_dict(), ensure_ascii=False)
+    with tempfile.NamedTemporaryFile(prefix="scenelog-event-", suffix=".json") as f:
+        f.write(line.encode() + b"\n")
+        f.flush()
+        f.seek(0)
+        return subprocess.run(
+            command, env=_environment(event, line, f.name), stdin=f, check=False
+        ).returncode
+
+
+def _check_handler(command: list[str]) -> None:
+    """A handler that cannot run is bad input at start, not a failure at the first event."""
+    if not command:
+        raise UsageError("--exec needs a command")
+    if shutil.which(command[0]) is None:
+        raise UsageError(
+            f"--exec: {command[0]!r} is not an executable file nor a command on PATH; "
+            "check its path and its x bit"
+        )
 
 
 @command(
@@ -105,8 +157,8 @@ def _environment(event: WatchEvent) -> dict[str, str]:
     _watch_arguments,
 )
 def cmd_watch(ctx: Context, args: argparse.Namespace) -> int:
-    if args.exec is not None and not args.exec:
-        raise UsageError("--exec needs a command")
+    if args.exec is not None:
+        _check_handler(args.exec)
     stop = _Stop(args.timeout)
     previous: dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():
@@ -126,15 +178,21 @@ def cmd_watch(ctx: Context, args: argparse.Namespace) -> int:
             f"scenelog: watching {ctx.project} ({'poll' if args.poll else 'live'}, "
             f"start {args.start}); Ctrl-C stops"
         ),
+        on_notice=ctx.note,
     )
     delivered = 0
-    events = iter(watcher)
     try:
-        for event in events:
+        for event in watcher:
             if args.exec:
-                code = subprocess.run(
-                    args.exec, env=_environment(event), stdin=subprocess.DEVNULL, check=False
-                ).returncode
+                try:
+                    code = _handle(args.exec, event)
+                except OSError as e:
+                    ctx.note(
+                        f"scenelog: error: cannot run handler {args.exec[0]!r} on "
+                        f"{event.batch_id} seq {event.seq}: {e.strerror or e}; the checkpoint "
+                        "stays before it — fix the handler and restart to have it redelivered"
+                    )
+                    return EXIT_NO
                 if code != 0:
                     ctx.note(
                         f"scenelog: error: handler {args.exec[0]!r} exited {code} on "
@@ -151,9 +209,7 @@ def cmd_watch(ctx: Context, args: argparse.Namespace) -> int:
                 break
         return EXIT_OK
     finally:
-        close = getattr(events, "close", None)
-        if close is not None:
-            close()
+        watcher.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
