@@ -130,6 +130,16 @@ class BatchPaths:
     def __repr__(self) -> str:
         return f"BatchPaths({self.batch_id!r}, {str(self.scenes_dir)!r})"
 
+    def identity(self) -> tuple[int, int, str]:
+        """(device, inode) of the scenes folder and the batch id: one key per batch (R23).
+
+        Every spelling of a root (relative, ``..``, a symlink, a bind mount)
+        gives the same key, so locks and caches keyed on it are shared.
+        Raises FileNotFoundError when the folder does not exist.
+        """
+        st = os.stat(self.scenes_dir)
+        return st.st_dev, st.st_ino, self.batch_id
+
     def body_name(self, version: int) -> str:
         """``ep_NNN_BATCH_NNN.vNNN.json`` (three digits at least)."""
         return f"{self.batch_id}.v{version:03d}.json"
@@ -197,6 +207,10 @@ class Layout:
     def meta_dir(self) -> Path:
         """The project's own bookkeeping (consumer checkpoints and the like)."""
         return self.project_dir / ".scenelog"
+
+    def head_record(self, batch_id: str) -> Path:
+        """Where the store records the head of a batch's log (R27): outside the scenes folder."""
+        return self.meta_dir / "heads" / validate_batch_id(batch_id)
 
     def scenes_dir(self, episode: str) -> Path:
         return self.project_dir / normalize_episode(episode) / "scenes"

@@ -40,8 +40,16 @@ DEFAULT_LOCK_TIMEOUT = 30.0
 _DELAY = 0.0001
 _MAX_DELAY = 0.001
 
+MAX_OPEN_SIDECARS = 64
+"""Sidecars one process keeps open between acquisitions; the least recently used
+ones nobody holds or waits for are closed beyond this (issue 10, item 18)."""
+
+_Key = tuple[int, int, str]
+
 _registry_guard = threading.Lock()
-_registry: dict[str, tuple[threading.Lock, _SidecarLock]] = {}
+# Keyed on the sidecar's identity (device and inode of its folder, its name),
+# never on a path string: every spelling of a root reaches one lock (R23).
+_registry: dict[_Key, _Entry] = {}
 
 
 def _reset_after_fork() -> None:
@@ -78,14 +86,53 @@ class _SidecarLock(fasteners.InterProcessLock):  # type: ignore[misc]
         return (held.st_dev, held.st_ino) == (on_disk.st_dev, on_disk.st_ino)
 
 
-def _locks_for(path: Path) -> tuple[threading.Lock, _SidecarLock]:
-    key = str(path)
+class _Entry:
+    """One sidecar's locks in this process, and how many threads use them now."""
+
+    __slots__ = ("sidecar", "thread_lock", "users")
+
+    def __init__(self, path: Path) -> None:
+        self.thread_lock = threading.Lock()
+        self.sidecar = _SidecarLock(str(path))
+        self.users = 0
+
+
+def _identity(path: Path) -> _Key:
+    """The sidecar's key: (device, inode) of its folder and its name (R23)."""
+    with os_errors(path, "lock"):
+        try:
+            st = os.stat(path.parent)
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            st = os.stat(path.parent)
+    return st.st_dev, st.st_ino, path.name
+
+
+def _checkout(path: Path) -> _Entry:
+    """The entry for ``path``, counted as in use until :func:`_checkin`."""
+    key = _identity(path)
     with _registry_guard:
-        pair = _registry.get(key)
-        if pair is None:
-            pair = (threading.Lock(), _SidecarLock(key))
-            _registry[key] = pair
-        return pair
+        entry = _registry.pop(key, None)
+        if entry is None:
+            entry = _Entry(path)
+        _registry[key] = entry  # most recently used last
+        entry.users += 1
+        if len(_registry) > MAX_OPEN_SIDECARS:
+            _close_idle()
+        return entry
+
+
+def _checkin(entry: _Entry) -> None:
+    with _registry_guard:
+        entry.users -= 1
+
+
+def _close_idle() -> None:
+    """Drop least recently used entries nobody uses (under the guard); closing an
+    idle sidecar drops no lock, since nobody in this process holds it."""
+    excess = len(_registry) - MAX_OPEN_SIDECARS
+    for key in [k for k, e in _registry.items() if e.users == 0][:excess]:
+        _registry.pop(key).sidecar.reopen()
 
 
 def _timeout_error(path: Path, timeout: float, batch_id: str | None) -> LockTimeout:
@@ -103,11 +150,24 @@ def batch_lock(
     path: Path, *, timeout: float = DEFAULT_LOCK_TIMEOUT, batch_id: str | None = None
 ) -> Iterator[None]:
     """Hold the exclusive lock on sidecar ``path`` for the ``with`` block."""
-    thread_lock, process_lock = _locks_for(path)
+    entry = _checkout(path)
+    try:
+        with _held(entry, path, timeout, batch_id):
+            yield
+    finally:
+        _checkin(entry)
+
+
+@contextmanager
+def _held(entry: _Entry, path: Path, timeout: float, batch_id: str | None) -> Iterator[None]:
+    thread_lock, process_lock = entry.thread_lock, entry.sidecar
     deadline = time.monotonic() + timeout
     if not thread_lock.acquire(timeout=max(timeout, 0.0)):
         raise _timeout_error(path, timeout, batch_id)
     try:
+        # Another spelling of the same folder reaches the same sidecar: check it
+        # through the spelling in use now (an older one may no longer resolve).
+        process_lock.path = str(path)
         while True:
             if process_lock.lockfile is not None and not process_lock.is_current():
                 process_lock.reopen()  # the sidecar kept open was deleted or replaced
@@ -143,5 +203,9 @@ def still_held(path: Path) -> bool:
     False when the sidecar was deleted or replaced while held: another writer
     may then hold a lock on the new file, and nothing may be written.
     """
-    pair = _registry.get(str(path))
-    return pair is not None and pair[1].acquired and pair[1].is_current()
+    try:
+        key = _identity(path)
+    except StoreIOError:
+        return False
+    entry = _registry.get(key)
+    return entry is not None and entry.sidecar.acquired and entry.sidecar.is_current()

@@ -36,22 +36,25 @@ has not returned, so nothing acknowledged is lost); after fsync, committed.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
+import re
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import msgspec
 
-from eventstore.errors import DamagedLog, StoreIOError
-from eventstore.events import Event, decode_event, decode_lines, encode_event
+from eventstore.errors import DamagedLog, RuleViolation, StoreIOError
+from eventstore.events import Appended, Event, decode_event, decode_lines, encode_event
 from eventstore.fsio import fsync_dir, os_errors
-from eventstore.layout import Layout
+from eventstore.layout import BatchPaths, Layout
 from eventstore.lock import DEFAULT_LOCK_TIMEOUT, batch_lock, still_held
 from eventstore.manifest import Fold
 
@@ -59,10 +62,15 @@ __all__ = [
     "EventLog",
     "FileLog",
     "LogSession",
+    "command_more",
     "last_seq_or_none",
     "line_hash",
+    "mark_line",
+    "read_head_record",
     "read_log_events",
+    "split_committed",
     "split_complete",
+    "tail_head",
     "tail_position",
     "tail_seq",
 ]
@@ -76,6 +84,46 @@ def line_hash(line: bytes) -> str:
 def split_complete(data: bytes) -> tuple[bytes, bytes]:
     """``data`` cut after its last ``\\n``: (complete lines, torn tail)."""
     end = data.rfind(b"\n") + 1
+    return data[:end], data[end:]
+
+
+_MORE = b',"more":'
+_MORE_WINDOW = len(_MORE) + 21  # the mark, up to 20 digits and the closing brace
+
+
+def _more(data: bytes, start: int, end: int) -> int:
+    """The ``more`` mark of the line ``data[start:end]``: its command's lines after it."""
+    if end <= start or data[end - 1] != 0x7D:  # "}"
+        return 0
+    at = data.rfind(_MORE, max(start, end - _MORE_WINDOW), end)
+    if at < 0:
+        return 0
+    digits = data[at + len(_MORE) : end - 1]
+    return int(digits) if digits.isdigit() else 0
+
+
+def command_more(line: bytes) -> int:
+    """How many further lines of the same command follow ``line`` (0: it ends one, R24)."""
+    return _more(line, 0, len(line))
+
+
+def mark_line(line: bytes, more: int) -> bytes:
+    """``line`` with its ``more`` mark (the line itself when ``more`` is 0)."""
+    return line if not more else b'%s,"more":%d}' % (line[:-1], more)
+
+
+def split_committed(data: bytes) -> tuple[bytes, bytes]:
+    """``data`` (starting at a line start) cut after its last line that ends a command.
+
+    Returns (committed lines, rest): the rest is an incomplete command's
+    complete lines, if any, then a torn tail, if any (R18, R24).
+    """
+    end = data.rfind(b"\n") + 1
+    while end:
+        start = data.rfind(b"\n", 0, end - 1) + 1
+        if not _more(data, start, end - 1):
+            break
+        end = start
     return data[:end], data[end:]
 
 
@@ -111,6 +159,22 @@ class EventLog(ABC):
     @abstractmethod
     def last_seq(self, batch_id: str) -> int:
         """The last committed seq (0 for no events) in time independent of log length."""
+
+    @abstractmethod
+    def head(self, batch_id: str) -> tuple[int, str | None]:
+        """(seq, sha256 hex of its line) of the last committed event; (0, None) for none.
+
+        In time independent of log length.
+        """
+
+    @abstractmethod
+    def recorded_head(self, batch_id: str) -> tuple[int, str] | None:
+        """The head the store recorded at its last commit (R27); None when there is none.
+
+        The record is written after the commit is durable and never ahead of
+        it: after a crash it may be older than :meth:`head`, and then the line
+        at its seq still has its hash. Anything else means the log was changed.
+        """
 
     @abstractmethod
     def session(
@@ -149,13 +213,13 @@ def read_log_events(path: Path, batch_id: str) -> list[Event]:
         data = path.read_bytes()
     except FileNotFoundError:
         return []
-    complete, _torn = split_complete(data)
-    return _decode_chunk(complete, path, 1, batch_id)
+    committed, _rest = split_committed(data)
+    return _decode_chunk(committed, path, 1, batch_id)
 
 
 @dataclass
 class _Cached:
-    """What one process knows of one log file."""
+    """What one process knows of one log file (always up to a command boundary)."""
 
     dev: int
     ino: int
@@ -166,8 +230,13 @@ class _Cached:
     mtime_ns: int = -1
 
 
+_CACHE_LIMIT = 4096
+"""Logs whose folded state one process keeps; the least recently used go first."""
+
 _cache_guard = threading.Lock()
-_cache: dict[str, _Cached] = {}
+# Keyed on the batch's identity (device and inode of its scenes folder, batch id),
+# never on a path string: every spelling of a root shares one entry (R23).
+_cache: dict[tuple[int, int, str], _Cached] = {}
 
 
 def _clear_cache() -> None:
@@ -177,15 +246,60 @@ def _clear_cache() -> None:
 os.register_at_fork(after_in_child=_clear_cache)
 
 
+def _remember(key: tuple[int, int, str], cached: _Cached) -> None:
+    with _cache_guard:
+        _cache.pop(key, None)
+        _cache[key] = cached
+        while len(_cache) > _CACHE_LIMIT:
+            del _cache[next(iter(_cache))]
+
+
+def _forget(key: tuple[int, int, str]) -> None:
+    with _cache_guard:
+        _cache.pop(key, None)
+
+
+_AT_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
+
+
+def _at_problem(event: Event) -> str | None:
+    """Why ``event.at`` is not a timestamp this log may hold (None: it is)."""
+    at = event.at
+    if _AT_RE.fullmatch(at):
+        try:
+            datetime.fromisoformat(at[:-1])
+            return None
+        except ValueError:
+            pass
+    elif event.imported and isinstance(at, str):
+        # Carried over from a reference manifest: any ISO 8601 time with a zone.
+        text = at[:-1] + "+00:00" if at.endswith("Z") else at
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            moment = None
+        if moment is not None and moment.utcoffset() is not None and len(text.split("-")[0]) == 4:
+            return None
+    return f"`at` {at!r} is not a UTC time of the form YYYY-MM-DDTHH:MM:SS.ffffffZ"
+
+
 class _FileSession(LogSession):
     def __init__(
-        self, path: Path, batch_id: str, cached: _Cached, created: bool, lock: Path
+        self,
+        paths: BatchPaths,
+        key: tuple[int, int, str],
+        cached: _Cached,
+        created: bool,
+        head_record: Path,
     ) -> None:
-        self.path = path
-        self.lock = lock
-        self.batch_id = batch_id
+        self.path = paths.log
+        self.lock = paths.lock
+        self.batch_id = paths.batch_id
+        self._key = key
         self._cached = cached
         self._created = created
+        self._head_record = head_record
+        self._head: tuple[int, str] | None = None  # written, to record once durable
         self._unsynced: int | None = None  # fd written but not yet fsync'd
 
     @property
@@ -193,67 +307,107 @@ class _FileSession(LogSession):
         return self._cached.fold
 
     def append(self, events: Sequence[Event]) -> list[Event]:
+        """Validate every event against the fold, then write them all with one ``write``.
+
+        A command of n events is written as n lines whose ``more`` marks count
+        down to the last line, which carries none (R24): any prefix of the
+        write that a reader can see, or that a crash or a full disk leaves,
+        ends in an incomplete command that no reader delivers. If anything
+        is refused or the write fails, nothing stays on disk and the session
+        reloads its state from the file.
+        """
+        if not events:
+            return []
         cached = self._cached
-        seq = cached.fold.seq
+        fold = cached.fold
+        seq = fold.seq
         prev = cached.last_hash
+        remaining = len(events)
         committed: list[Event] = []
         lines: list[bytes] = []
-        for draft in events:
-            seq += 1
-            event = msgspec.structs.replace(draft, seq=seq, prev=prev)
-            line = encode_event(event)
-            prev = line_hash(line)
-            committed.append(event)
-            lines.append(line)
-        data = b"\n".join(lines) + b"\n"
-        self._write(data, cached.offset)
         try:
-            cached.fold.apply_all(committed)
+            for draft in events:
+                seq += 1
+                remaining -= 1
+                event = msgspec.structs.replace(draft, seq=seq, prev=prev)
+                self._validate(fold, event)
+                fold.apply(event)
+                line = encode_event(event)
+                if remaining:
+                    line = mark_line(line, remaining)
+                prev = line_hash(line)
+                committed.append(event)
+                lines.append(line)
+            data = b"\n".join(lines) + b"\n"
+            self._write(data, cached.offset)
         except BaseException:
-            _forget(self.path)
+            self._reload()
             raise
         cached.offset += len(data)
         cached.last_hash = prev
         cached.lines += len(committed)
+        if prev is not None:
+            self._head = (seq, prev)
         return committed
+
+    def _validate(self, fold: Fold, event: Event) -> None:
+        """Item 3: an event the fold would refuse, or a bad ``at``, is never written."""
+        if event.batch_id != self.batch_id:
+            problem: str | None = f"it names batch {event.batch_id!r}"
+        elif isinstance(event, Appended):
+            problem = (
+                f"v{event.version} is registered already" if fold.entry(event.version) else None
+            )
+        elif fold.entry(event.version) is None:
+            problem = f"v{event.version} is not registered"
+        else:
+            problem = None
+        problem = problem or _at_problem(event)
+        if problem is not None:
+            raise RuleViolation(
+                f"batch {self.batch_id}: refusing to append {event.type} v{event.version} as "
+                f"seq {event.seq}: {problem}; nothing was written",
+                batch_id=self.batch_id,
+                seq=event.seq,
+            )
+
+    def _reload(self) -> None:
+        """After a refused or failed append: the state is the file's again."""
+        _forget(self._key)
+        with contextlib.suppress(Exception):
+            self._cached, self._created = _catch_up(self.path, self._key, self.batch_id)
 
     def _write(self, data: bytes, offset: int) -> None:
         path = self.path
-        try:
-            with os_errors(path, "append to"):
+        with os_errors(path, "append to"):
+            if self._created:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
                 if self._created:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                    st = os.fstat(fd)
+                    self._cached.dev, self._cached.ino = st.st_dev, st.st_ino
+                self._check_exclusive(fd, offset)
                 try:
-                    if self._created:
-                        st = os.fstat(fd)
-                        self._cached.dev, self._cached.ino = st.st_dev, st.st_ino
-                    self._check_exclusive(fd, offset)
-                    try:
-                        written = os.write(fd, data)
-                        if written != len(data):
-                            raise OSError(28, "short write (disk full?)")
-                    except OSError:
-                        # No half line may stay for a later append to glue onto.
-                        with contextlib.suppress(OSError):
-                            os.ftruncate(fd, offset)
-                        raise
-                    self._cached.mtime_ns = os.fstat(fd).st_mtime_ns
-                    if self._created:
-                        # The log's name is made durable under the lock, before anyone
-                        # else can append to it.
-                        os.fsync(fd)
-                        fsync_dir(path.parent)
-                        self._created = False
-                except BaseException:
-                    os.close(fd)
+                    _write_all(fd, data)
+                except OSError:
+                    # No half command may stay for a later append to glue onto.
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(fd, offset)
                     raise
-                if self._unsynced is not None:
-                    os.close(self._unsynced)
-                self._unsynced = fd
-        except StoreIOError:
-            _forget(path)
-            raise
+                self._cached.mtime_ns = os.fstat(fd).st_mtime_ns
+                if self._created:
+                    # The log's name is made durable under the lock, before anyone
+                    # else can append to it.
+                    os.fsync(fd)
+                    fsync_dir(path.parent)
+                    self._created = False
+            except BaseException:
+                os.close(fd)
+                raise
+            if self._unsynced is not None:
+                os.close(self._unsynced)
+            self._unsynced = fd
 
     def _check_exclusive(self, fd: int, offset: int) -> None:
         """Right before writing: still the lock holder, and nobody wrote since the catch-up."""
@@ -267,13 +421,19 @@ class _FileSession(LogSession):
             )
 
     def finish(self) -> None:
-        """fsync what this session wrote (R20); runs after the lock is released.
+        """fsync what this session wrote (R20), then record the head (R27).
 
-        One fsync makes every earlier write of the file durable, so a writer that
-        appends after this one and returns has made this line durable too; and a
-        line is visible to readers before it is durable whether the lock is held
-        through the fsync or not (the page cache is shared). Holding the lock
-        through the fsync would only serialize the fsyncs.
+        Runs after the lock is released. One fsync makes every earlier write
+        of the file durable, so a writer that appends after this one and
+        returns has made this line durable too; and a line is visible to
+        readers before it is durable whether the lock is held through the
+        fsync or not (the page cache is shared). Holding the lock through the
+        fsync would only serialize the fsyncs.
+
+        The head record is written only after the fsync and is never fsync'd
+        itself: after any crash it names a line that is durable, possibly not
+        the last one (a stale record matches the log at its seq; a tampered
+        log does not).
         """
         fd, self._unsynced = self._unsynced, None
         if fd is None:
@@ -283,11 +443,56 @@ class _FileSession(LogSession):
                 os.fsync(fd)
         finally:
             os.close(fd)
+        head, self._head = self._head, None
+        if head is not None:
+            _record_head(self._head_record, *head)
 
 
-def _forget(path: Path) -> None:
-    with _cache_guard:
-        _cache.pop(str(path), None)
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data``; a write that makes no progress is a full disk."""
+    view = memoryview(data)
+    done = os.write(fd, view)
+    while done < len(data):
+        written = os.write(fd, view[done:])
+        if written <= 0:
+            raise OSError(errno.ENOSPC, "short write (disk full?)")
+        done += written
+
+
+_HEAD_RECORD = b"%020d %s\n"
+
+
+def _record_head(path: Path, seq: int, digest: str) -> None:
+    """Overwrite the head record in place (fixed length: one small ``pwrite``).
+
+    Best effort: a record that could not be written is only stale.
+    """
+    record = _HEAD_RECORD % (seq, digest.encode())
+    with contextlib.suppress(OSError):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            os.pwrite(fd, record, 0)
+        finally:
+            os.close(fd)
+
+
+def read_head_record(path: Path) -> tuple[int, str] | None:
+    """(seq, line hash) of a head record; None when there is none or it is unreadable."""
+    try:
+        data = path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    parts = data.split()
+    if len(parts) != 2 or not parts[0].isdigit() or len(parts[1]) != 64:
+        return None
+    digest = parts[1].decode("ascii", "replace")
+    if any(c not in "0123456789abcdef" for c in digest):
+        return None
+    return int(parts[0]), digest
 
 
 class FileLog(EventLog):
@@ -308,27 +513,35 @@ class FileLog(EventLog):
     def last_seq(self, batch_id: str) -> int:
         return tail_seq(self.path(batch_id), batch_id)
 
+    def head(self, batch_id: str) -> tuple[int, str | None]:
+        return tail_head(self.path(batch_id), batch_id)
+
+    def recorded_head(self, batch_id: str) -> tuple[int, str] | None:
+        return read_head_record(self.layout.head_record(batch_id))
+
     @contextlib.contextmanager
     def session(
         self, batch_id: str, *, timeout: float = DEFAULT_LOCK_TIMEOUT
     ) -> Iterator[LogSession]:
         paths = self.layout.batch(batch_id)
         with batch_lock(paths.lock, timeout=timeout, batch_id=batch_id):
+            with os_errors(paths.scenes_dir, "read"):
+                key = paths.identity()
             try:
-                cached, created = _catch_up(paths.log, batch_id)
+                cached, created = _catch_up(paths.log, key, batch_id)
             except DamagedLog:
                 # Re-read from the start: the error then names the first bad line
                 # even when the file was changed behind this process's cache.
-                _forget(paths.log)
+                _forget(key)
                 try:
-                    cached, created = _catch_up(paths.log, batch_id)
+                    cached, created = _catch_up(paths.log, key, batch_id)
                 except BaseException:
-                    _forget(paths.log)
+                    _forget(key)
                     raise
             except BaseException:
-                _forget(paths.log)
+                _forget(key)
                 raise
-            session = _FileSession(paths.log, batch_id, cached, created, paths.lock)
+            session = _FileSession(paths, key, cached, created, self.layout.head_record(batch_id))
             try:
                 yield session
             except BaseException:
@@ -337,15 +550,17 @@ class FileLog(EventLog):
         session.finish()
 
 
-def _catch_up(path: Path, batch_id: str) -> tuple[_Cached, bool]:
-    """Bring this process's cache of ``path`` up to the file (under the lock)."""
-    key = str(path)
+def _catch_up(path: Path, key: tuple[int, int, str], batch_id: str) -> tuple[_Cached, bool]:
+    """Bring this process's cache of ``path`` up to the file (under the lock).
+
+    Lines of an incomplete command at the end (a writer killed mid-write, R24)
+    are moved aside whole with any torn tail, as R18 does with a torn line.
+    """
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        fresh = _Cached(0, 0, 0, Fold(batch_id, path=key))
-        with _cache_guard:
-            _cache[key] = fresh
+        fresh = _Cached(0, 0, 0, Fold(batch_id, path=str(path)))
+        _remember(key, fresh)
         return fresh, True
     with _cache_guard:
         cached = _cache.get(key)
@@ -355,31 +570,32 @@ def _catch_up(path: Path, batch_id: str) -> tuple[_Cached, bool]:
         or cached.offset > st.st_size
         or (cached.offset == st.st_size and cached.mtime_ns != st.st_mtime_ns)
     ):
-        cached = _Cached(st.st_dev, st.st_ino, 0, Fold(batch_id, path=key))
+        cached = _Cached(st.st_dev, st.st_ino, 0, Fold(batch_id, path=str(path)))
     if st.st_size > cached.offset:
         with os_errors(path, "read"), open(path, "rb") as f:
             f.seek(cached.offset)
             data = f.read(st.st_size - cached.offset)
-        complete, torn = split_complete(data)
-        if complete:
-            _absorb(cached, complete, path, batch_id)
-        if torn:
-            _move_torn_tail(path, cached.offset, torn)
+        committed, rest = split_committed(data)
+        if committed:
+            _absorb(cached, committed, path, batch_id)
+        if rest:
+            _move_torn_tail(path, cached.offset, rest)
             st = os.stat(path)
     cached.mtime_ns = st.st_mtime_ns
-    with _cache_guard:
-        _cache[key] = cached
+    _remember(key, cached)
     # An empty file is a log whose creator died before its first line was durable.
     return cached, st.st_size == 0
 
 
-def _absorb(cached: _Cached, complete: bytes, path: Path, batch_id: str) -> None:
+def _absorb(cached: _Cached, committed: bytes, path: Path, batch_id: str) -> None:
     """Check and fold lines new to this process (the caller forgets the cache on error)."""
     first_line = cached.lines + 1
-    events = _decode_chunk(complete, path, first_line, batch_id)
-    lines = complete.split(b"\n")[:-1]
+    events = _decode_chunk(committed, path, first_line, batch_id)
+    lines = committed.split(b"\n")[:-1]
     prev = cached.last_hash
     seq = cached.fold.seq
+    marked = _MORE in committed
+    due = 0  # lines still due in the current command
     for number, (line, event) in enumerate(zip(lines, events, strict=True), start=first_line):
         seq += 1
         if event.seq != seq:
@@ -388,15 +604,22 @@ def _absorb(cached: _Cached, complete: bytes, path: Path, batch_id: str) -> None
             raise _damaged(
                 path, number, "hash chain broken (a line before it was edited or removed)", batch_id
             )
+        if marked:
+            more = command_more(line)
+            if due and more != due - 1:
+                raise _damaged(
+                    path, number, f"`more` {more} where {due - 1} was due (command cut)", batch_id
+                )
+            due = more
         prev = line_hash(line)
     cached.fold.apply_all(events)
-    cached.offset += len(complete)
+    cached.offset += len(committed)
     cached.last_hash = prev
     cached.lines += len(lines)
 
 
 def _move_torn_tail(path: Path, offset: int, torn: bytes) -> None:
-    """R18: keep the unacknowledged bytes aside, then cut them from the log."""
+    """R18, R24: keep the unacknowledged bytes aside, then cut them from the log."""
     aside = path.with_name(f"{path.name}.torn.{offset}.{time.time_ns()}")
     with os_errors(aside, "write"):
         fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -434,10 +657,43 @@ def last_seq_or_none(path: Path, batch_id: str) -> int | None:
 
 
 def tail_position(path: Path, batch_id: str) -> tuple[int, int] | None:
-    """(byte offset after the last complete line, its seq); (0, 0) for none; None: no file.
+    """(byte offset after the last committed line, its seq); (0, 0) for none; None: no file.
 
-    Reads only the end of the log, whatever its length.
+    Reads only the end of the log, whatever its length; lines of an incomplete
+    command at the end (R24) are stepped over.
     """
+    found = _tail_line(path)
+    if found is None:
+        return None
+    offset, line = found
+    if not line:
+        return 0, 0
+    return offset, _line_seq(line, path, batch_id)
+
+
+def tail_head(path: Path, batch_id: str) -> tuple[int, str | None]:
+    """(seq, sha256 of the line) of the last committed line; (0, None) for none or no file."""
+    found = _tail_line(path)
+    if found is None or not found[1]:
+        return 0, None
+    line = found[1]
+    return _line_seq(line, path, batch_id), line_hash(line)
+
+
+def _line_seq(line: bytes, path: Path, batch_id: str) -> int:
+    try:
+        return _seq_decoder.decode(line).seq
+    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        raise DamagedLog(
+            f"{path}: last line unreadable ({e}); the log of batch {batch_id} is "
+            "damaged — run `scenelog verify`",
+            path=str(path),
+            batch_id=batch_id,
+        ) from e
+
+
+def _tail_line(path: Path) -> tuple[int, bytes] | None:
+    """(offset after the last line that ends a command, that line); (0, b"") for none."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
@@ -449,24 +705,16 @@ def tail_position(path: Path, batch_id: str) -> tuple[int, int] | None:
             start = max(size - window, 0)
             data = os.pread(fd, size - start, start)
             end = data.rfind(b"\n")
-            if end < 0:
+            while end >= 0:
+                cut = data.rfind(b"\n", 0, end)
+                if cut < 0 and start > 0:
+                    break  # the line begins before the window
+                if not _more(data, cut + 1, end):
+                    return start + end + 1, data[cut + 1 : end]
+                end = cut
+            else:
                 if start == 0:
-                    return 0, 0
-                window *= 4
-                continue
-            cut = data.rfind(b"\n", 0, end)
-            if cut < 0 and start > 0:
-                window *= 4
-                continue
-            line = data[cut + 1 : end]
-            try:
-                return start + end + 1, _seq_decoder.decode(line).seq
-            except (msgspec.DecodeError, msgspec.ValidationError) as e:
-                raise DamagedLog(
-                    f"{path}: last line unreadable ({e}); the log of batch {batch_id} is "
-                    "damaged — run `scenelog verify`",
-                    path=str(path),
-                    batch_id=batch_id,
-                ) from e
+                    return 0, b""
+            window *= 4
     finally:
         os.close(fd)

@@ -63,7 +63,8 @@ def test_as_of_every_seq_equals_prefix_fold(store: SceneVersionStore, view: Proj
 def test_require_unknown_batch(view: Projection) -> None:
     with pytest.raises(UnknownBatch):
         view.require(BATCH)
-    assert view.manifest(BATCH) is None
+    with pytest.raises(UnknownBatch):  # R16 amended: unknown, never "no log"
+        view.manifest(BATCH)
 
 
 def test_pending_and_candidates(store: SceneVersionStore, view: Projection) -> None:
@@ -87,5 +88,5 @@ def test_incremental_view_bytes_equal_a_full_encoding(store: SceneVersionStore) 
     store.conform(BATCH, 3)
     store.mark_derived(BATCH, 3)
     store.revert(BATCH, 2)
-    cached = log_module._cache[str(store.layout.batch(BATCH).log)]
+    cached = log_module._cache[store.layout.batch(BATCH).identity()]
     assert cached.fold.view_bytes() == encode_manifest(cached.fold.manifest())
