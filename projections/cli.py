@@ -24,6 +24,7 @@ from typing import Any, NoReturn
 from eventstore import ScenelogError
 from projections import commands as _commands  # noqa: F401  (registers subcommands)
 from projections import commands_audit as _commands_audit  # noqa: F401
+from projections import commands_serve as _commands_serve  # noqa: F401
 from projections import commands_watch as _commands_watch  # noqa: F401
 from projections.clikit import (
     EXIT_BAD_INPUT,
