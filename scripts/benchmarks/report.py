@@ -1,0 +1,142 @@
+"""The one report: the row type, the Markdown table, and docs/PERFORMANCE.md.
+
+Invariants: every row prints as one table line ``| row | scenelog (note) |
+baseline — what | ratio | target | pass |``; a row without a ratio prints ``-``;
+docs/PERFORMANCE.md is written whole by one ``write_text`` (a reader sees the
+old file or the new one's text as it is written; a crash mid-write leaves a
+truncated file that the next full run rewrites) and states the machine, the
+command, how long the run took and when.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import NotRequired, TypedDict
+
+import msgspec
+
+
+class Row(TypedDict):
+    """One line of the table; ``ok`` is the row's pass/miss against ``target``."""
+
+    row: str
+    ours: str
+    base: str
+    base_what: str
+    ratio: float | None
+    target: str
+    ok: bool
+    note: NotRequired[str]
+    ours_s: NotRequired[float]  # row 1's seconds per command, reused by the peer row
+
+
+def machine() -> str:
+    """Cores, CPU, RAM, the temp folder's filesystem, OS, Python and msgspec."""
+    cpu = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = "?"
+    with contextlib.suppress(OSError):
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f"{kb / 1024 / 1024:.0f} GiB"
+    fs = subprocess.run(["df", "-T", tempfile.gettempdir()], capture_output=True, text=True)
+    fstype = fs.stdout.splitlines()[-1].split()[1] if fs.returncode == 0 else "?"
+    return (
+        f"{os.cpu_count()} cores ({cpu}), {mem} RAM, {fstype} filesystem, "
+        f"{platform.system()} {platform.release()}, Python {platform.python_version()}, "
+        f"msgspec {msgspec.__version__}"
+    )
+
+
+def table(rows: list[Row]) -> str:
+    """The Markdown table of ``rows``, in order."""
+    lines = [
+        "| row | scenelog | baseline | ratio | target | pass |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}×"
+        note = f" ({r['note']})" if r.get("note") else ""
+        lines.append(
+            f"| {r['row']} | {r['ours']}{note} | {r['base']} — {r['base_what']} | "
+            f"{ratio} | {r['target']} | {'pass' if r['ok'] else '**MISS**'} |"
+        )
+    return "\n".join(lines)
+
+
+def write_performance(doc: Path, result: str, started: float) -> None:
+    """Write ``doc`` (docs/PERFORMANCE.md): preamble, machine, command, ``result``, notes.
+
+    ``started`` is the run's ``time.time()`` at its start; the run's length is
+    measured when the file is written.
+    """
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    doc.write_text(
+        "# Performance\n\nEvery row is measured side by side with its baseline in one run "
+        "(interleaved rounds, medians), and reported as a ratio; absolute times are for "
+        "orientation only — this machine's shared disk swings ±30% between runs.\n\n"
+        f"Machine: {machine()}.\n\n"
+        "Command: `.venv/bin/pip install -q -e '.[bench]' && .venv/bin/python scripts/bench.py`"
+        f" (run took {time.time() - started:.0f} s, {stamp}).\n\n"
+        f"{result}\n\n{NOTES}"
+    )
+
+
+NOTES = """## How to read it
+
+- **1** pays, per command, validation, the batch lock (a thread lock and a POSIX
+  lock on the `.lock` sidecar through fasteners), a stat to catch up on other
+  writers, the body check of R10, the event, the view rewrite, and the fsync.
+  The primitive pays only encode, `flock`, write and fsync.
+- **2** a candidate append writes its body durably (fsync of the body and of the
+  folder) before its event; the view rewrite grows with the number of versions,
+  everything else is O(1) thanks to the per-process log cache.
+- **3** fsync happens after the lock is released (one fsync makes every earlier
+  write durable), so contending writers overlap their fsyncs.
+- **4, 5, 6** readers never lock: a manifest read is the view plus the log's last
+  line; a fold decodes the whole log with `decode_lines` in one call.
+- **7** inotify via watchfiles with a 4 ms step; poll mode rescans sizes every
+  100 ms. The idle CPU is the live watcher's, measured over 5 s with nothing
+  appended. `scripts/bench.py --only watch` runs this row alone.
+
+## Rows that miss, and why
+
+**1 (single-writer append, ~2.1–2.8× the primitive; target 1.5×).** Profiled
+with cProfile and by timing each step. What was done: fsync moved after the
+lock is released; paths, actor and body identity cached per process (a body
+is re-read only if its inode, size or mtime changed); the lock sidecar kept
+open between acquisitions; the log's last seq read with `pread` from its end;
+the view swapped in with `renameat2(RENAME_EXCHANGE)` + unlink instead of a
+rename over the old file (ext4's `auto_da_alloc` made that rename flush the new
+file's data: 140 µs → 28 µs). What is left is the price of R17: rewriting the
+`versions.json` view atomically after every commit creates and removes an inode
+and rewrites a directory entry, and the log's `fsync` then has to commit that
+metadata too. Measured in isolation on this disk, the same command without the
+view write runs at ~1.4–1.5× the primitive. Writing the view in place (no new
+inode) would meet the target but lets a reader see half a file; writing it
+after returning would let tools that read `versions.json` see the old pointer
+after `conform` returned. Neither is worth 100 µs.
+
+**3a (4 processes on one batch, ~0.35–0.5× the primitive; target 0.8×).** The
+lock is held for the catch-up (reading and checking the lines the other three
+wrote), the body check, the append and the view rewrite: ~250 µs under
+contention against the primitive's ~20 µs, of which the view rewrite is ~90 µs
+(its metadata competes with the other writers' journal commits). Shorter lock
+polling delays (0.05–2 ms) changed nothing measurable; without the view write
+the row reaches ~0.65–0.7×. Four processes on two cores also preempt a lock
+holder. Contention on different batches scales (3c), which is the case a farm
+has: jobs of one batch are serialized by the pipeline anyway.
+
+**8a (append vs eventsourcing + SQLite)** swings around 1× between runs
+(0.8–1.7×): SQLite in WAL mode pays one fsync per transaction like us, and the
+view rewrite of row 1 is what decides it.
+"""
