@@ -18,7 +18,7 @@ from projections.clikit import (
     json_flag,
     version_arg,
 )
-from projections.verify import verify
+from projections.verify import heads, load_heads, verify
 
 __all__: list[str] = []
 
@@ -132,7 +132,12 @@ def _verify_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--repair-views",
         action="store_true",
-        help="rewrite missing, stale or corrupt views (logs are never edited)",
+        help="rewrite missing, stale, ahead or corrupt views (logs are never edited)",
+    )
+    p.add_argument(
+        "--heads",
+        metavar="FILE",
+        help="also check the logs against FILE, an earlier `scenelog heads --json` export",
     )
     json_flag(p, "print the report as JSON")
 
@@ -144,15 +149,57 @@ def _verify_arguments(p: argparse.ArgumentParser) -> None:
     _verify_arguments,
 )
 def cmd_verify(ctx: Context, args: argparse.Namespace) -> int:
-    report = verify(ctx.project, ctx.root, target=args.target, repair_views=args.repair_views)
+    exported = None
+    if args.heads is not None:
+        try:
+            exported = load_heads(args.heads)
+        except OSError as e:
+            raise UsageError(f"cannot read heads file {args.heads}: {e.strerror or e}") from e
+        except ValueError as e:
+            raise UsageError(str(e)) from e
+    report = verify(
+        ctx.project, ctx.root, target=args.target, repair_views=args.repair_views, heads=exported
+    )
     if args.json:
         ctx.json(report.to_dict())
     else:
         for finding in report.findings:
-            ctx.print(str(finding))
-        verdict = "clean" if report.ok else f"{len(report.findings)} finding(s)"
+            ctx.print(render.safe(str(finding)))
+        if not report.findings:
+            verdict = "clean"
+        elif report.ok:
+            verdict = f"{len(report.findings)} finding(s), all repaired"
+        else:
+            verdict = f"{len(report.findings)} finding(s)"
         ctx.note(f"verified {report.batches} batch(es), {report.events} event(s): {verdict}")
     return EXIT_OK if report.ok else EXIT_NO
+
+
+def _heads_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "target",
+        metavar="EPISODE",
+        nargs="?",
+        help="one episode or one batch (default: the whole project)",
+    )
+    json_flag(p, "print one JSON line per batch (the form `verify --heads` reads)")
+
+
+@command(
+    "heads",
+    "export every batch's head (seq and hash of its last line) to keep a copy elsewhere",
+    "scenelog heads --json > heads-$(date +%F).jsonl",
+    _heads_arguments,
+)
+def cmd_heads(ctx: Context, args: argparse.Namespace) -> int:
+    rows = heads(ctx.project, ctx.root, target=args.target)
+    if args.json:
+        for row in rows:
+            ctx.json(row.to_dict())
+    else:
+        table_rows = [[row.batch_id, str(row.seq), row.hash] for row in rows]
+        ctx.print(render.table(["BATCH", "SEQ", "HASH"], table_rows, max_last=64))
+    return EXIT_OK
 
 
 def _import_arguments(p: argparse.ArgumentParser) -> None:

@@ -46,7 +46,16 @@ from eventstore.manifest import Fold, Manifest, decode_manifest, encode_manifest
 from eventstore.rules import check_event
 from eventstore.views import load_reference_manifest, repair_view
 
-__all__ = ["MAX_BODY_BYTES", "SETTLE", "Finding", "VerifyReport", "load_heads", "verify"]
+__all__ = [
+    "MAX_BODY_BYTES",
+    "SETTLE",
+    "Finding",
+    "Head",
+    "VerifyReport",
+    "heads",
+    "load_heads",
+    "verify",
+]
 
 MAX_BODY_BYTES = 256 * 1024 * 1024
 """Largest body verify reads; a bigger one is a finding (never read into memory)."""
@@ -210,20 +219,34 @@ class _BatchCheck:
         """Parse, seq and chain, line by line; True when the log's structure is whole."""
         log = self.paths.log
         data = log.read_bytes()
+        from eventstore.log import command_more, split_committed  # R24: whole commands only
+
+        committed, _rest = split_committed(data)
         complete_end = data.rfind(b"\n") + 1
-        lines = data[:complete_end].split(b"\n")[:-1]
+        lines = committed.split(b"\n")[:-1]
+        cut = data.count(b"\n", len(committed), complete_end)
+        if cut:
+            self.add(
+                "incomplete_command",
+                log,
+                len(lines) + 1,
+                f"incomplete command, never acknowledged (its last {cut} complete lines; the "
+                "write of the command was cut)",
+                "nothing to do: the next command on this batch moves it aside",
+                "warning",
+            )
         if complete_end < len(data):
             self.add(
                 "torn_tail",
                 log,
-                len(lines) + 1,
+                len(lines) + cut + 1,
                 f"last line is incomplete ({len(data) - complete_end} bytes, an interrupted "
                 "write that was never acknowledged)",
                 "nothing to do: the next command on this batch moves it aside",
                 "warning",
             )
         whole = True
-        expected_seq, prev = 1, None
+        expected_seq, prev, due = 1, None, 0
         for number, line in enumerate(lines, start=1):
             try:
                 event = decode_event(line)
@@ -255,6 +278,11 @@ class _BatchCheck:
                     _RESTORE,
                 )
                 whole = False
+            more = command_more(line)
+            if due and more != due - 1 and whole:
+                self.add("command", log, number, f"`more` {more} where {due - 1} was due", _RESTORE)
+                whole = False
+            due = more
             expected_seq = event.seq + 1
             prev = line_hash(line)
         return whole
@@ -717,6 +745,38 @@ def _logless_batches(layout: Layout, episode: str, only: str | None) -> list[str
         if not layout.batch(batch_id).log.exists():
             found.add(batch_id)
     return sorted(found)
+
+
+class Head(msgspec.Struct, frozen=True):
+    """A batch's head: the seq of its last committed line and that line's sha256 hex."""
+
+    batch_id: str
+    seq: int
+    hash: str
+
+    def to_dict(self) -> dict[str, Any]:
+        result: dict[str, Any] = msgspec.to_builtins(self)
+        return result
+
+
+def heads(
+    project: str, root: str | os.PathLike[str] | None = None, *, target: str | None = None
+) -> list[Head]:
+    """Every batch's head (of ``target``: a batch id, an episode, or the whole project), R27.
+
+    Kept elsewhere, the export lets ``verify(heads=...)`` prove that no line up
+    to each head was rewritten since, even by someone who rewrote a log and its
+    head record consistently. Batches with no committed line have no head.
+    """
+    layout = Layout.of(project, root)
+    log = FileLog(layout)
+    batch_ids, _episodes = _targets(layout, target)
+    found = []
+    for batch_id in batch_ids:
+        seq, digest = log.head(batch_id)
+        if seq and digest is not None:
+            found.append(Head(batch_id, seq, digest))
+    return found
 
 
 def verify(
