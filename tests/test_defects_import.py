@@ -220,7 +220,9 @@ def test_item21_concurrent_imports_all_finish_and_import_each_batch_once(
             child.stdin.write("g")
             child.stdin.flush()
         outputs = [child.communicate(timeout=DEADLINE) for child in children]
-        results = [(child.returncode, output) for child, output in zip(children, outputs)]
+        results = [
+            (child.returncode, output) for child, output in zip(children, outputs, strict=True)
+        ]
     finally:
         for child in children:
             if child.poll() is None:
