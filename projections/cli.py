@@ -124,6 +124,14 @@ def cli(*argv: str, out: Any = None, err: Any = None) -> int:
             traceback.print_exc(file=err)
         print(f"scenelog: error: {_one_line(str(e))}", file=err)
         return e.exit_code
+    except NotADirectoryError as e:
+        # A part of the store's path is a file: the root or project names the wrong thing.
+        print(
+            f"scenelog: error: {e.filename} cannot be reached: a part of its path is a file, "
+            "not a folder; check --root ($SCENELOG_ROOT) and --project",
+            file=err,
+        )
+        return EXIT_BAD_INPUT
     except BrokenPipeError:
         return EXIT_OK
     except KeyboardInterrupt:

@@ -8,7 +8,11 @@ arguments, and the handler. Handlers return the exit code.
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import re
+import stat
+import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -25,18 +29,24 @@ __all__ = [
     "EXIT_NO",
     "EXIT_OK",
     "EXIT_REFUSED",
+    "MAX_LOCK_TIMEOUT",
     "SUBCOMMANDS",
     "Context",
     "Handler",
     "Subcommand",
     "UsageError",
+    "check_root",
     "command",
     "count_arg",
     "json_flag",
+    "utf8_arg",
     "version_arg",
 ]
 
 EXIT_OK, EXIT_NO, EXIT_BAD_INPUT, EXIT_REFUSED, EXIT_DAMAGED = 0, 1, 2, 3, 4
+
+MAX_LOCK_TIMEOUT = min(threading.TIMEOUT_MAX, 365 * 24 * 3600.0)
+"""The longest ``--lock-timeout`` accepted: a year (beyond it locks overflow)."""
 
 
 class UsageError(Exception):
@@ -51,7 +61,23 @@ class Context:
         self.out = out
         self.err = err
         self.root: str | None = args.root or os.environ.get("SCENELOG_ROOT") or None
-        self.actor: str | None = args.actor or None
+        check_root(self.root, "--root" if args.root else "$SCENELOG_ROOT")
+        for option, value in _recorded_text(args):
+            utf8_arg(value, option)
+
+    @property
+    def actor(self) -> str | None:
+        """``--actor`` (checked at start), else None: the store reads ``$SCENELOG_ACTOR``.
+
+        Only commands that record an actor ask, so only they refuse a
+        ``$SCENELOG_ACTOR`` that is not UTF-8.
+        """
+        if self.args.actor:
+            return str(self.args.actor)
+        env_actor = os.environ.get("SCENELOG_ACTOR")
+        if env_actor:
+            utf8_arg(env_actor, "$SCENELOG_ACTOR")
+        return None
 
     @property
     def project(self) -> str:
@@ -64,15 +90,24 @@ class Context:
 
     @property
     def lock_timeout(self) -> float:
+        """``--lock-timeout``, else ``$SCENELOG_LOCK_TIMEOUT``, else 30 s.
+
+        A finite number of seconds > 0 and at most ``MAX_LOCK_TIMEOUT`` (the
+        longest wait the platform's locks accept): ``inf``, ``nan``, ``-1`` and
+        ``1e400`` are refused with one line instead of failing inside the lock.
+        """
         text = self.args.lock_timeout or os.environ.get("SCENELOG_LOCK_TIMEOUT")
         if not text:
             return DEFAULT_LOCK_TIMEOUT
         try:
             value = float(text)
         except ValueError:
-            value = -1.0
-        if not value > 0:
-            raise UsageError(f"invalid lock timeout {text!r}: seconds > 0")
+            value = math.nan
+        if not (math.isfinite(value) and 0 < value <= MAX_LOCK_TIMEOUT):
+            raise UsageError(
+                f"invalid lock timeout {_shown(text)}: a finite number of seconds > 0 "
+                f"and <= {MAX_LOCK_TIMEOUT:g}"
+            )
         return value
 
     def store(self, batch_id: str) -> SceneVersionStore:
@@ -123,18 +158,94 @@ def command(
 
 
 def version_arg(text: str) -> int:
-    """A version on the command line: ``3`` or ``v3``."""
-    try:
-        return int(text.removeprefix("v"))
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"invalid version {text!r}: a number like 3 or v3") from e
+    """A version on the command line: ``3`` or ``v3``, ASCII digits only, >= 1.
+
+    ``int()`` would also take ``٣`` (an Arabic-Indic three), ``３``, `` 3 ``,
+    ``+3`` and ``1_0``; none of them names a version here.
+    """
+    digits = text.removeprefix("v")
+    if not _ASCII_DIGITS.fullmatch(digits) or int(digits) < 1:
+        raise argparse.ArgumentTypeError(
+            f"invalid version {_shown(text)}: a whole number >= 1 in ASCII digits, like 3 or v3"
+        )
+    return int(digits)
 
 
 def count_arg(text: str) -> int:
-    """A whole number >= 0."""
-    if not text.isascii() or not text.isdigit():
-        raise argparse.ArgumentTypeError(f"invalid number {text!r}: a whole number >= 0")
+    """A whole number >= 0 in ASCII digits (a seq, a count)."""
+    if not _ASCII_DIGITS.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"invalid number {_shown(text)}: a whole number >= 0 in ASCII digits"
+        )
     return int(text)
+
+
+def utf8_arg(value: str, option: str) -> str:
+    """``value`` if it encodes as UTF-8; UsageError naming ``option`` otherwise.
+
+    Command-line bytes that are not UTF-8 reach Python as lone surrogates
+    (``surrogateescape``); text recorded in the log (reason, actor, source…)
+    must be UTF-8, so it is refused here, before anything is written.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        bad = value[e.start]
+        byte = f"byte 0x{ord(bad) - 0xDC00:02x}" if 0xDC80 <= ord(bad) <= 0xDCFF else repr(bad)
+        raise UsageError(
+            f"{option} is not valid UTF-8 text ({byte} at position {e.start}): the log "
+            "records UTF-8; fix the value or the terminal's encoding (nothing was written)"
+        ) from None
+    return value
+
+
+def check_root(root: str | None, option: str) -> None:
+    """UsageError when the root names something that exists and is not a folder.
+
+    A missing root is left to each command: a write creates it, a read reports
+    the unknown batch or project.
+    """
+    if root is None or "://" in root:
+        return
+    try:
+        mode = os.stat(root).st_mode
+    except FileNotFoundError:
+        return
+    except NotADirectoryError:
+        mode = 0
+    except OSError as e:
+        raise UsageError(f"cannot read the root {root} ({option}): {e.strerror or e}") from e
+    if not stat.S_ISDIR(mode):
+        raise UsageError(
+            f"the root {root} ({option}) is not a folder: name the folder that holds the projects"
+        )
+
+
+# Options whose text is recorded in a log or matched against it (R25: UTF-8 only).
+_RECORDED = {
+    "reason": "--reason",
+    "actor": "--actor",
+    "source": "--source",
+    "kind": "--kind",
+    "state": "--state",
+    "who": "--by",
+}
+
+
+def _recorded_text(args: argparse.Namespace) -> list[tuple[str, str]]:
+    return [
+        (option, value)
+        for name, option in _RECORDED.items()
+        if isinstance(value := getattr(args, name, None), str)
+    ]
+
+
+_ASCII_DIGITS = re.compile(r"[0-9]+")
+
+
+def _shown(text: str) -> str:
+    shown = repr(text)
+    return shown if len(shown) <= 60 else shown[:57] + "..."
 
 
 def json_flag(p: argparse.ArgumentParser, text: str = "print JSON instead of a table") -> None:

@@ -146,7 +146,12 @@ _pointer_command(
 def _show_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("batch_id", metavar="BATCH_ID")
     p.add_argument("--at-seq", type=count_arg, metavar="N", help="as it was after event N")
-    p.add_argument("--at", metavar="TIME", help="as it was at TIME (ISO 8601 with zone)")
+    p.add_argument(
+        "--at",
+        metavar="TIME",
+        help="as it was at TIME (ISO 8601 with zone): the events in seq order up to the "
+        "first one stamped after TIME",
+    )
     json_flag(p)
 
 
@@ -242,6 +247,8 @@ def _gate_arguments(p: argparse.ArgumentParser) -> None:
 )
 def cmd_gate(ctx: Context, args: argparse.Namespace) -> int:
     batch_id = validate_batch_id(args.batch_id)
+    # R16: an unknown batch (no log, no flat body; or a wrong root or project)
+    # raises UnknownBatch, exit 2 — never "fresh".
     manifest = ctx.projection().manifest(batch_id)
     fresh = manifest is None or manifest.is_fresh
     if args.json:

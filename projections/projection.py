@@ -8,11 +8,17 @@ Invariants:
   the log is folded (R17).
 - A batch with a reference-format ``versions.json`` and no log raises
   UnimportedManifest instead of being read as "no log" (R21).
+- A batch with neither a log nor a flat body is unknown (R16): ``manifest``,
+  ``is_fresh`` and ``history`` raise UnknownBatch, never "no log, fresh", so a
+  mistyped id, project or root, or an unmounted store, never opens the gate.
+- Time is ordered by seq, never by ``at``: ``as_of(at=T)`` is always a prefix
+  of the log, and times are compared as aware datetimes, never as strings.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +27,7 @@ import msgspec
 
 from eventstore import (
     BodyMissing,
+    DamagedLog,
     Event,
     InvalidInput,
     Layout,
@@ -38,11 +45,23 @@ from eventstore.log import last_seq_or_none, read_log_events
 from eventstore.views import check_unimported, read_view, repair_view
 from projections.diff import SceneDiff, diff_scenes
 
-__all__ = ["AuditRow", "BatchSummary", "Projection", "parse_time"]
+__all__ = [
+    "AuditRow",
+    "BatchSummary",
+    "Projection",
+    "event_moment",
+    "parse_moment",
+    "parse_time",
+]
 
 
-def parse_time(value: datetime | str) -> str:
-    """An aware datetime or ISO 8601 string as the log's ``at`` form (UTC, µs, ``Z``)."""
+def parse_moment(value: datetime | str) -> datetime:
+    """An aware datetime or ISO 8601 string with a zone, as an aware datetime.
+
+    The moment keeps its own zone: aware datetimes compare correctly across
+    zones, so ``0001-01-01T00:00:00+01:00`` (before year 1 in UTC) is simply
+    earlier than every event instead of overflowing a conversion to UTC.
+    """
     if isinstance(value, str):
         text = value.strip()
         if text.endswith(("Z", "z")):
@@ -51,15 +70,68 @@ def parse_time(value: datetime | str) -> str:
             moment = datetime.fromisoformat(text)
         except ValueError as e:
             raise InvalidInput(
-                f"invalid time {value!r}: use ISO 8601 with a zone, e.g. 2026-11-26T12:00:00Z"
+                f"invalid time {_shown(value)}: use ISO 8601 with a zone, "
+                "e.g. 2026-11-26T12:00:00Z",
+                value=value,
             ) from e
     elif isinstance(value, datetime):
         moment = value
     else:
-        raise InvalidInput(f"invalid time {value!r}: give a datetime or an ISO 8601 string")
-    if moment.tzinfo is None:
-        raise InvalidInput(f"time {value!r} has no zone: add Z or +HH:MM")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        raise InvalidInput(
+            f"invalid time {_shown(value)}: give a datetime or an ISO 8601 string", value=value
+        )
+    if moment.utcoffset() is None:
+        raise InvalidInput(f"time {_shown(value)} has no zone: add Z or +HH:MM", value=value)
+    return moment
+
+
+def parse_time(value: datetime | str) -> str:
+    """An aware datetime or ISO 8601 string as the log's ``at`` form (UTC, µs, ``Z``).
+
+    InvalidInput when the moment has no such form (before year 1 or after
+    year 9999 in UTC); compare times with :func:`parse_moment` instead.
+    """
+    moment = parse_moment(value)
+    try:
+        utc = moment.astimezone(UTC)
+    except OverflowError as e:
+        raise InvalidInput(
+            f"time {_shown(value)} is outside years 0001-9999 in UTC", value=value
+        ) from e
+    return utc.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def event_moment(event: Event, *, path: str = "<log>") -> datetime:
+    """An event's ``at`` as an aware datetime (UTC); DamagedLog when it is not a time.
+
+    Accepts the log's form, any ISO 8601 form (a naive one is UTC, as the log's
+    ``at`` always is) and years written without zero padding (``1-01-01T…``).
+    """
+    text = event.at.strip()
+    if _UNPADDED_YEAR.match(text):
+        year, _, rest = text.partition("-")
+        text = f"{year.zfill(4)}-{rest}"
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise DamagedLog(
+            f"{path}: event seq {event.seq} of batch {event.batch_id} has `at` "
+            f"{_shown(event.at)}, not a timestamp, so a time query cannot place it; "
+            "query by seq instead (`scenelog show --at-seq N`) and run `scenelog verify`",
+            path=path,
+            batch_id=event.batch_id,
+            seq=event.seq,
+            value=event.at,
+        ) from None
+    return moment if moment.utcoffset() is not None else moment.replace(tzinfo=UTC)
+
+
+_UNPADDED_YEAR = re.compile(r"[0-9]{1,3}-")
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 class AuditRow(msgspec.Struct, frozen=True):
@@ -146,12 +218,21 @@ class Projection:
     # ── one batch ───────────────────────────────────────────────────────────
 
     def manifest(self, batch_id: str) -> Manifest | None:
-        """The batch's current manifest; None when it has no log (or no complete event)."""
+        """The batch's current manifest; None for a legacy flat batch (no log).
+
+        UnknownBatch when the batch has neither a complete event nor a flat body
+        (R16: a mistyped id, project or root is never read as "no log").
+        """
         paths = self._paths(batch_id)
-        view = read_view(paths.view)
-        last = last_seq_or_none(paths.log, paths.batch_id)
+        try:
+            view = read_view(paths.view)
+            last = last_seq_or_none(paths.log, paths.batch_id)
+        except NotADirectoryError:  # the root or the project is a file
+            raise self._unknown(paths) from None
         if not last:  # no log, or one whose first line was never completed
             check_unimported(paths)
+            if not paths.flat.exists():
+                raise self._unknown(paths)
             return None
         if view is not None and view.seq == last and view.batch_id == paths.batch_id:
             return view
@@ -161,6 +242,23 @@ class Projection:
             # mend it for the tools that read versions.json directly.
             repair_view(paths.view, manifest)
         return manifest
+
+    def _unknown(self, paths: BatchPaths) -> UnknownBatch:
+        """UnknownBatch saying which part is missing: the root, the project or the batch."""
+        root, project_dir = self.layout.root, self.layout.project_dir
+        if not root.exists():
+            where = f"the root {root} does not exist (a typo, or a store not mounted?)"
+        elif not root.is_dir():
+            where = f"the root {root} is a file, not a folder"
+        elif not project_dir.is_dir():
+            where = f"there is no project folder {self.project} under {root}"
+        else:
+            where = f"it has neither a log nor a flat body in project {self.project} under {root}"
+        return UnknownBatch(
+            f"unknown batch {paths.batch_id}: {where}; check the id, --root and --project",
+            batch_id=paths.batch_id,
+            path=str(paths.scenes_dir),
+        )
 
     @staticmethod
     def _fold(paths: BatchPaths, events: list[Event] | None = None) -> Manifest:
@@ -175,18 +273,21 @@ class Projection:
         if manifest is None:
             raise UnknownBatch(
                 f"batch {batch_id} has no log in project {self.project} under "
-                f"{self.layout.root}: check the id, --root and --project",
+                f"{self.layout.root} (a legacy flat batch): write a version first",
                 batch_id=batch_id,
             )
         return manifest
 
     def is_fresh(self, batch_id: str) -> bool:
-        """R16, the gate: no log (a flat batch), or the active version is derived."""
+        """R16, the gate: a legacy flat batch (no log), or the active version is derived.
+
+        UnknownBatch when the batch has neither a log nor a flat body.
+        """
         manifest = self.manifest(batch_id)
         return manifest is None or manifest.is_fresh
 
     def history(self, batch_id: str) -> list[Event]:
-        """Every committed event of the batch in seq order (checked by a fold)."""
+        """Every committed event of the batch in seq order (checked by a fold); [] without a log."""
         paths, events = self._events(batch_id)
         self._fold(paths, events)
         return events
@@ -203,8 +304,13 @@ class Projection:
     ) -> Manifest:
         """The manifest exactly as it was after event ``seq``, or at time ``at``.
 
-        ``at`` selects every event whose ``at`` is at or before it. Before the
-        first event the manifest has no versions and seq 0.
+        The log's order is seq, never time: ``at`` selects the longest prefix
+        of the log whose events are all stamped at or before ``at``. An event
+        stamped after ``at`` ends the prefix even when a later event carries an
+        earlier stamp (a writer whose clock was behind), so the answer is always
+        a state the batch really passed through. Times compare as instants in
+        any zone and any year. Before the first event the manifest has no
+        versions and seq 0.
         """
         if (seq is None) == (at is None):
             raise InvalidInput("as_of needs exactly one of seq= or at=")
@@ -218,12 +324,17 @@ class Projection:
                 raise InvalidInput(
                     f"batch {batch_id} has {len(events)} events: seq {seq} is in the future"
                 )
-            chosen = events[:seq]
+            count = seq
         else:
             assert at is not None
-            moment = parse_time(at)
-            chosen = [e for e in events if e.at <= moment]
-        return self._fold(paths, chosen)
+            moment = parse_moment(at)
+            log = str(paths.log)
+            count = 0
+            for event in events:
+                if event_moment(event, path=log) > moment:
+                    break
+                count += 1
+        return self._fold(paths, events[:count])
 
     def repair_view(self, batch_id: str) -> bool:
         """Rewrite a missing, stale or edited view from the log; True when it was rewritten."""
@@ -267,9 +378,34 @@ class Projection:
         return self.layout.episodes()
 
     def batches(self, episode: int | str | None = None) -> list[str]:
-        """Batch ids that have a log, in one episode or the whole project, sorted."""
-        episodes = [normalize_episode(episode)] if episode is not None else self.episodes()
+        """Batch ids that have a log, in one episode or the whole project, sorted.
+
+        InvalidInput when the project folder is missing or is not a folder (a
+        mistyped project or root, an unmounted store): an empty answer means an
+        existing project with no batches.
+        """
+        episodes = [normalize_episode(episode)] if episode is not None else None
+        self.require_project()
+        if episodes is None:
+            episodes = self.episodes()
         return [b for ep in episodes for b in self.layout.batch_ids(ep)]
+
+    def require_project(self) -> None:
+        """InvalidInput unless the root and the project are folders on disk."""
+        root, project_dir = self.layout.root, self.layout.project_dir
+        if not root.is_dir():
+            what = "does not exist" if not root.exists() else "is not a folder"
+            raise InvalidInput(
+                f"the root {root} {what}: check --root or $SCENELOG_ROOT (is the store mounted?)",
+                path=str(root),
+            )
+        if not project_dir.is_dir():
+            what = "no project" if not project_dir.exists() else "a file, not a project,"
+            raise InvalidInput(
+                f"{what} {self.project} under {root}: check --project or $SCENELOG_PROJECT",
+                path=str(project_dir),
+                project=self.project,
+            )
 
     def summaries(self, episode: int | str | None = None) -> list[BatchSummary]:
         """One BatchSummary per batch with a log."""
@@ -299,23 +435,27 @@ class Projection:
     ) -> list[AuditRow]:
         """Every event of ``types`` across the project (or ``episode``), oldest first.
 
-        ``since`` and ``until`` bound ``at`` inclusively; ``actor`` matches exactly.
+        ``since`` and ``until`` bound ``at`` inclusively, compared as instants
+        (any zone, any year); ``actor`` matches exactly. Rows are ordered by
+        time, then batch and seq.
         """
         unknown = set(types) - set(EVENT_TYPES)
         if unknown:
             raise InvalidInput(f"unknown event types {sorted(unknown)}: use {EVENT_TYPES}")
-        low = parse_time(since) if since is not None else None
-        high = parse_time(until) if until is not None else None
-        rows = []
+        low = parse_moment(since) if since is not None else None
+        high = parse_moment(until) if until is not None else None
+        keyed = []
         for batch_id in self.batches(episode):
+            log = str(self._paths(batch_id).log)
             for event in self.history(batch_id):
                 if event.type not in types or (actor is not None and event.actor != actor):
                     continue
-                if (low is not None and event.at < low) or (high is not None and event.at > high):
+                moment = event_moment(event, path=log)
+                if (low is not None and moment < low) or (high is not None and moment > high):
                     continue
-                rows.append(AuditRow.of(event))
-        rows.sort(key=lambda r: (r.at, r.batch_id, r.seq))
-        return rows
+                keyed.append(((moment, event.batch_id, event.seq), AuditRow.of(event)))
+        keyed.sort(key=lambda pair: pair[0])
+        return [row for _, row in keyed]
 
     def unimported(self, episode: int | str | None = None) -> list[str]:
         """Batches with a reference-format ``versions.json`` and no log."""

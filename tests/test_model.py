@@ -29,6 +29,7 @@ from eventstore import (
     Scene,
     SceneVersionStore,
     SeqMismatch,
+    UnknownBatch,
     UnregisteredVersion,
     structure_fingerprint,
 )
@@ -305,6 +306,12 @@ class StoreMachine(RuleBasedStateMachine):
             return
         reader = Projection("show", root=self.root)
         for batch_id, m in self.models.items():
+            if m.seq == 0 and m.flat_fp is None:  # R16: neither log nor flat body
+                try:
+                    reader.manifest(batch_id)
+                except UnknownBatch:
+                    continue
+                raise AssertionError(f"{batch_id} has no log and no flat body: unknown")
             manifest = reader.manifest(batch_id)
             if m.seq == 0:
                 assert manifest is None

@@ -21,6 +21,7 @@ from eventstore import (
     SceneVersionStore,
     SeqMismatch,
     UnimportedManifest,
+    UnknownBatch,
     UnregisteredVersion,
     VersionBodyExists,
     fold,
@@ -444,7 +445,8 @@ def test_r15_expected_seq_mismatch_refused(store: SceneVersionStore, scenes_dir:
 
 
 def test_r16_gate(store: SceneVersionStore, view: Projection, scenes_dir: Path) -> None:
-    assert view.is_fresh(BATCH)  # no log at all
+    with pytest.raises(UnknownBatch):  # neither log nor flat body: unknown, never fresh
+        view.is_fresh(BATCH)
     scenes_dir.mkdir(parents=True)
     (scenes_dir / "ep_001_BATCH_005.json").write_bytes(scene("ep_001_BATCH_005").to_json())
     assert view.is_fresh("ep_001_BATCH_005")  # legacy flat, no log
