@@ -1,12 +1,11 @@
-"""Import reference-format ``versions.json`` manifests as logs, and adopt foreign views.
+"""Import reference-format ``versions.json`` manifests as logs.
 
 A studio moving from the reference store has one mutable ``versions.json``
 per batch and no log. ``import_manifests`` turns each into a log whose fold
 reproduces the manifest — every version with its fields and ``created_at``,
 and the active version — with every event marked ``imported`` and actor and
-reason saying so. While reference-era tools still run (R29), one of them may
-rewrite the ``versions.json`` of a batch that has a log; ``adopt_view`` turns
-that foreign change into events.
+reason saying so. The reading, checking and drafting here is shared with
+``eventstore.adopt`` (``scenelog import --adopt``, R29).
 
 What a manifest must be (anything else is refused with a finding naming the
 field; nothing is guessed and nothing is written for that batch):
@@ -41,9 +40,6 @@ Invariants:
   of a manifest that was not imported — the next import replaces it with the
   bytes it imports; after the append, the log is the truth and the old view,
   which has no ``seq``, is never trusted; after the view rewrite, done.
-- Crash at each step of an adopt: before the append, the foreign view is
-  still there and adopt can run again; after it, the view's content is the
-  fold's and the next adopt appends nothing and rewrites it.
 """
 
 from __future__ import annotations
@@ -59,13 +55,7 @@ from typing import Any
 
 import msgspec
 
-from eventstore.errors import (
-    DamagedLog,
-    ForeignView,
-    LockTimeout,
-    UnimportedManifest,
-    UnknownBatch,
-)
+from eventstore.errors import DamagedLog, LockTimeout
 from eventstore.events import (
     Appended,
     Conformed,
@@ -79,31 +69,16 @@ from eventstore.events import (
     utc_now,
 )
 from eventstore.fsio import os_errors, write_once
-from eventstore.layout import BatchPaths, Layout, normalize_episode, validate_batch_id
+from eventstore.layout import BatchPaths, Layout, normalize_episode
 from eventstore.lock import DEFAULT_LOCK_TIMEOUT
 from eventstore.log import EventLog, FileLog, LogSession
 from eventstore.manifest import SCHEMA_VERSION, Fold, VersionEntry
 from eventstore.rules import DOWNSTREAMS, KINDS, STATES, check_event
 from eventstore.views import write_view
 
-__all__ = [
-    "AdoptOutcome",
-    "ImportOutcome",
-    "adopt_view",
-    "import_manifests",
-    "normalize_timestamp",
-]
+__all__ = ["ImportOutcome", "import_manifests", "normalize_timestamp"]
 
 _ENTRY_KEYS = set(VersionEntry.__struct_fields__)
-_IMMUTABLE = (
-    "artifact",
-    "kind",
-    "source",
-    "parent_version",
-    "structure_fingerprint",
-    "shot_count",
-    "created_at",
-)
 _MAX_INT = 2**63 - 1
 _REFERENCE_LOCK_STEP = 0.001
 
@@ -125,24 +100,6 @@ class ImportOutcome:
             "versions": self.versions,
             "active_version": self.active_version,
             "problems": self.problems,
-        }
-
-
-@dataclass
-class AdoptOutcome:
-    """What ``adopt_view`` did: the events that explain the foreign change."""
-
-    batch_id: str
-    status: str  # adopted | would_adopt | unchanged
-    seq: int
-    events: list[str] = field(default_factory=list)  # "conformed v3", "appended v4", …
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "batch_id": self.batch_id,
-            "status": self.status,
-            "seq": self.seq,
-            "events": self.events,
         }
 
 
@@ -508,190 +465,3 @@ def _back_up(paths: BatchPaths, original: bytes) -> None:
         except FileNotFoundError:
             pass
     write_once(backup, original, batch_id=paths.batch_id)
-
-
-# ── adopt ────────────────────────────────────────────────────────────────────
-
-
-def adopt_view(
-    project: str,
-    batch_id: str,
-    root: str | os.PathLike[str] | None = None,
-    *,
-    dry_run: bool = False,
-    actor: str | None = None,
-    log: EventLog | None = None,
-    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
-) -> AdoptOutcome:
-    """R29: turn a change a reference-era tool made to a batch's ``versions.json`` into events.
-
-    Under the reference lock and the batch lock, the foreign view is compared
-    with the fold at the seq it claims (what the foreign tool read; the
-    current fold when it claims none) and the difference is applied to the
-    current fold as events, marked ``imported``, in one append:
-
-    - a new version -> ``appended`` with its existing body and its fields as
-      recorded (state and downstream included, as import does);
-    - a version newly ``approved`` -> ``conformed`` (the reference approves
-      only by conform; when the pointer ends elsewhere a pointer move follows);
-    - a version newly ``derived`` -> the pointer is moved to it if needed
-      (the reference derives only the active version) and ``derived``;
-    - a pointer move -> ``reverted`` to the recorded active version.
-
-    Then the view is rewritten as scenelog's own. A difference no event can
-    explain (a version removed, a recorded field other than state and
-    downstream changed, a state or downstream going back, a view whose seq is
-    past the log's) raises :class:`ForeignView` and writes nothing. A view
-    whose content is a fold of the log (stale, or reformatted) is rewritten
-    without events.
-    """
-    batch_id = validate_batch_id(batch_id)
-    layout = Layout.of(project, root)
-    paths = layout.batch(batch_id)
-    backend = log if log is not None else FileLog(layout)
-    who = default_actor(actor)
-    if not backend.exists(batch_id):
-        if not paths.view.exists():
-            raise UnknownBatch(
-                f"batch {batch_id} has no log and no versions.json: nothing to adopt — "
-                "check the batch id, --project and --root",
-                batch_id=batch_id,
-            )
-        raise UnimportedManifest(
-            f"batch {batch_id} has no log: import its versions.json with "
-            f"`scenelog import {batch_id[:6]}` (--adopt is for batches that have a log)",
-            path=str(paths.view),
-            batch_id=batch_id,
-        )
-    with _locked(paths, backend, lock_timeout) as session:
-        current = session.fold
-        data = _read(paths)
-        if data is None or data == current.view_bytes():
-            return AdoptOutcome(batch_id, "unchanged", current.seq)
-        foreign = _foreign(paths, data, current)
-        base = _base(paths, backend, current, foreign)
-        draft = _Draft(
-            paths, current, who, f"adopted from {paths.view.name} changed outside scenelog"
-        )
-        entries, active = _target(paths, base, current, foreign)
-        _explain(draft, entries, active)
-        problems = draft.finish(entries, active)
-        if problems:
-            raise _refusal(paths, problems)
-        described = [f"{e.type} v{e.version}" for e in draft.events]
-        if dry_run:
-            return AdoptOutcome(batch_id, "would_adopt", current.seq, described)
-        if draft.events:
-            session.append(draft.events)
-        write_view(paths.view, session.fold.view_chunks())
-        status = "adopted" if draft.events else "unchanged"
-        return AdoptOutcome(batch_id, status, session.fold.seq, described)
-
-
-def _refusal(paths: BatchPaths, problems: list[str]) -> ForeignView:
-    return ForeignView(
-        f"cannot adopt {paths.view} of batch {paths.batch_id}: {'; '.join(problems)}; no "
-        "event can explain that, nothing was written — to keep the log's state, move "
-        f"{paths.view.name} aside (a view is a cache, rebuilt from the log)",
-        path=str(paths.view),
-        batch_id=paths.batch_id,
-        problems=problems,
-    )
-
-
-def _foreign(paths: BatchPaths, data: bytes, current: Fold) -> _Manifest:
-    manifest, problems = _parse(paths, data)
-    if manifest is None:
-        raise _refusal(paths, problems)
-    if manifest.seq is not None and manifest.seq > current.seq:
-        raise _refusal(
-            paths,
-            [
-                f"it claims seq {manifest.seq} but the log ends at seq {current.seq} "
-                "(was the log restored from backup? run `scenelog verify`)"
-            ],
-        )
-    return manifest
-
-
-def _base(paths: BatchPaths, log: EventLog, current: Fold, foreign: _Manifest) -> Fold:
-    """The fold the foreign tool read: at the seq its view claims, else the current one."""
-    if foreign.seq is None or foreign.seq == current.seq:
-        return current
-    base = Fold(paths.batch_id, path=str(paths.log))
-    base.apply_all(log.read(paths.batch_id)[: foreign.seq])
-    return base
-
-
-def _same(field_name: str, old: object, new: object) -> bool:
-    if field_name == "created_at":
-        return (normalize_timestamp(old) or old) == new
-    return old == new
-
-
-def _target(
-    paths: BatchPaths, base: Fold, current: Fold, foreign: _Manifest
-) -> tuple[list[VersionEntry], int]:
-    """The current fold with the foreign change (base -> foreign) applied; refuse the rest."""
-    problems: list[str] = []
-    seen = {e.version: e for e in foreign.entries}
-    entries = list(current.entries)
-    position = {e.version: i for i, e in enumerate(entries)}
-    for old in base.entries:
-        new = seen.get(old.version)
-        if new is None:
-            problems.append(f"v{old.version} was removed")
-            continue
-        for name in _IMMUTABLE:
-            if not _same(name, getattr(old, name), getattr(new, name)):
-                problems.append(
-                    f"v{old.version}'s {name} changed from {getattr(old, name)!r} "
-                    f"to {getattr(new, name)!r}"
-                )
-        if (old.state, new.state) == ("approved", "candidate"):
-            problems.append(f"v{old.version} went from approved back to candidate")
-        if (old.downstream, new.downstream) == ("derived", "not_derived"):
-            problems.append(f"v{old.version} went from derived back to not_derived")
-        at = position[old.version]
-        now = entries[at]
-        if new.state == "approved" and now.state != "approved":
-            now = msgspec.structs.replace(now, state="approved")
-        if new.downstream == "derived" and now.downstream != "derived":
-            now = msgspec.structs.replace(now, downstream="derived")
-        entries[at] = now
-    for new in foreign.entries:
-        if base.entry(new.version) is not None:
-            continue
-        existing = current.entry(new.version)
-        if existing is None:
-            entries.append(new)
-        elif existing != new:
-            problems.append(
-                f"v{new.version} was registered by scenelog and by another tool differently"
-            )
-    if problems:
-        raise _refusal(paths, problems)
-    assert current.active_version is not None  # a log with events has a pointer
-    moved = foreign.active_version != base.active_version
-    return entries, foreign.active_version if moved else current.active_version
-
-
-def _explain(draft: _Draft, entries: list[VersionEntry], active: int) -> None:
-    """Draft the events that take ``draft.fold`` to ``entries`` with ``active`` as pointer."""
-    for entry in entries:
-        if draft.fold.entry(entry.version) is None:
-            draft.appended(entry)
-    # The versions that change state; the final active one last, so the pointer ends there.
-    changing = [e for e in entries if (now := draft.fold.entry(e.version)) is not None and now != e]
-    changing.sort(key=lambda e: e.version == active)
-    for entry in changing:
-        now = draft.fold.entry(entry.version)
-        assert now is not None
-        if entry.state == "approved" and now.state != "approved":
-            draft.move(Conformed, entry.version)
-        if entry.downstream == "derived" and now.downstream != "derived":
-            if draft.fold.active_version != entry.version:
-                draft.move(Reverted, entry.version)
-            draft.derived(entry.version)
-    if draft.fold.active_version != active:
-        draft.move(Reverted, active)

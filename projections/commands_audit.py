@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import csv
 
+from eventstore.adopt import adopt_view
 from eventstore.events import EVENT_TYPES
-from eventstore.importer import adopt_view, import_manifests
+from eventstore.importer import import_manifests
 from eventstore.layout import validate_batch_id
 from projections import render
 from projections.clikit import (
