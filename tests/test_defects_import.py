@@ -341,6 +341,10 @@ def test_r29_adopt_of_a_pointer_move_alone_is_one_revert(root: Path, scenes: Pat
     store.conform(B, 3)
     with reference_tool(scenes) as manifest:
         manifest["active_version"] = 1  # revert(B, 1)
+    before = snapshot(root)
+    dry = scenelog(root, "import", "--adopt", B, "--dry-run")
+    assert dry.returncode == 0 and f"{B}: would adopt reverted v1 (seq 4)" in dry.stdout
+    assert snapshot(root) == before
     result = scenelog(root, "import", "--adopt", B, "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {
@@ -401,6 +405,26 @@ def test_r29_adopt_of_a_stale_scenelog_view_appends_nothing(root: Path, scenes: 
     assert [e.type for e in Projection("show", root=root).history(B)][-1] == "conformed"
     manifest = Projection("show", root=root).manifest(B)
     assert manifest is not None and manifest.active_version == 3  # not reverted to v1
+
+
+def test_r29_adopt_applies_a_change_made_on_a_stale_view_after_later_commands(
+    root: Path, scenes: Path
+) -> None:
+    store = scenelog_batch(root)
+    view = scenes / f"{B}.versions.json"
+    stale = view.read_bytes()  # seq 3: v1 active
+    store.conform(B, 3)  # seq 4; its view rewrite is lost
+    view.write_bytes(stale)
+    with reference_tool(scenes) as manifest:
+        assert manifest["seq"] == 3
+        manifest["active_version"] = 2  # the reference tool reverts to v2 after it
+    result = scenelog(root, "import", "--adopt", B)
+    assert result.returncode == 0, result.stderr
+    assert f"{B}: adopted reverted v2 (seq 5)" in result.stdout
+    manifest_after = Projection("show", root=root).manifest(B)
+    assert manifest_after is not None and manifest_after.active_version == 2
+    assert manifest_after.entry(3).state == "approved"  # type: ignore[union-attr]
+    assert verify("show", root).ok
 
 
 _HOLDER = """
