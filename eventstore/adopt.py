@@ -115,20 +115,11 @@ def adopt_view(
     backend = log if log is not None else FileLog(layout)
     who = default_actor(actor)
     if not backend.exists(batch_id):
-        if not paths.view.exists():
-            raise UnknownBatch(
-                f"batch {batch_id} has no log and no versions.json: nothing to adopt — "
-                "check the batch id, --project and --root",
-                batch_id=batch_id,
-            )
-        raise UnimportedManifest(
-            f"batch {batch_id} has no log: import its versions.json with "
-            f"`scenelog import {batch_id[:6]}` (--adopt is for batches that have a log)",
-            path=str(paths.view),
-            batch_id=batch_id,
-        )
+        raise _no_log(paths)
     with _locked(paths, backend, lock_timeout) as session:
         current = session.fold
+        if current.seq == 0:  # a log whose creator died before its first line
+            raise _no_log(paths)
         data = _read(paths)
         if data is None or data == current.view_bytes():
             return AdoptOutcome(batch_id, "unchanged", current.seq)
@@ -150,6 +141,21 @@ def adopt_view(
         write_view(paths.view, session.fold.view_chunks())
         status = "adopted" if draft.events else "unchanged"
         return AdoptOutcome(batch_id, status, session.fold.seq, described)
+
+
+def _no_log(paths: BatchPaths) -> UnknownBatch | UnimportedManifest:
+    if not paths.view.exists():
+        return UnknownBatch(
+            f"batch {paths.batch_id} has no log and no versions.json: nothing to adopt — "
+            "check the batch id, --project and --root",
+            batch_id=paths.batch_id,
+        )
+    return UnimportedManifest(
+        f"batch {paths.batch_id} has no log: import its versions.json with "
+        f"`scenelog import {paths.batch_id[:6]}` (--adopt is for batches that have a log)",
+        path=str(paths.view),
+        batch_id=paths.batch_id,
+    )
 
 
 def _refusal(paths: BatchPaths, problems: list[str]) -> ForeignView:
