@@ -44,6 +44,7 @@ from eventstore.layout import BatchPaths, Layout, validate_batch_id
 from eventstore.lock import DEFAULT_LOCK_TIMEOUT
 from eventstore.log import EventLog, FileLog
 from eventstore.manifest import Fold, VersionEntry
+from eventstore.scene import load_scene, structure_fingerprint
 from eventstore.views import write_view
 
 __all__ = ["AdoptOutcome", "adopt_view"]
@@ -193,6 +194,20 @@ def _base(paths: BatchPaths, log: EventLog, current: Fold, foreign: _Manifest) -
     return base
 
 
+def _body_problems(paths: BatchPaths, entry: VersionEntry) -> list[str]:
+    """A new version's body must be this batch's scene with the recorded fingerprint."""
+    path = paths.artifact(entry.artifact)
+    try:
+        body = load_scene(path)
+    except (OSError, ValueError) as e:
+        return [f"v{entry.version}'s body {path.name} is unreadable ({e})"]
+    if body.scene_id != paths.batch_id:
+        return [f"v{entry.version}'s body {path.name} has scene_id {body.scene_id!r}"]
+    if structure_fingerprint(body) != entry.structure_fingerprint:
+        return [f"v{entry.version}'s body {path.name} does not have the recorded fingerprint"]
+    return []
+
+
 def _same(field_name: str, old: object, new: object) -> bool:
     if field_name == "created_at":
         return (normalize_timestamp(old) or old) == new
@@ -234,6 +249,7 @@ def _target(
             continue
         existing = current.entry(new.version)
         if existing is None:
+            problems.extend(_body_problems(paths, new))
             entries.append(new)
         elif existing != new:
             problems.append(

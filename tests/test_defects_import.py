@@ -357,34 +357,42 @@ def test_r29_adopt_of_a_pointer_move_alone_is_one_revert(root: Path, scenes: Pat
     assert manifest_after is not None and manifest_after.active_version == 1
 
 
-def _remove_v2(m: dict[str, Any]) -> str:
+def _remove_v2(m: dict[str, Any], scenes: Path) -> str:
     m["versions"] = [e for e in m["versions"] if e["version"] != 2]
     m["active_version"] = 1
     return "v2 was removed"
 
 
-def _change_fingerprint(m: dict[str, Any]) -> str:
+def _change_fingerprint(m: dict[str, Any], scenes: Path) -> str:
     entry_of(m, 2)["structure_fingerprint"] = "0" * 64
     return "v2's structure_fingerprint changed"
 
 
-def _unapprove(m: dict[str, Any]) -> str:
+def _unapprove(m: dict[str, Any], scenes: Path) -> str:
     entry_of(m, 1)["state"] = "candidate"
     return "v1 went from approved back to candidate"
 
 
-def _underive(m: dict[str, Any]) -> str:
+def _underive(m: dict[str, Any], scenes: Path) -> str:
     entry_of(m, 1)["downstream"] = "not_derived"
     return "v1 went from derived back to not_derived"
 
 
-@pytest.mark.parametrize("change", [_remove_v2, _change_fingerprint, _unapprove, _underive])
+def _append_foreign_body(m: dict[str, Any], scenes: Path) -> str:
+    (scenes / f"{B}.v004.json").write_bytes(scene(shots=5).to_json())
+    m["versions"].append({**entry_of(m, 3), "version": 4, "artifact": f"{B}.v004.json"})
+    return "v4's body ep_001_BATCH_003.v004.json does not have the recorded fingerprint"
+
+
+@pytest.mark.parametrize(
+    "change", [_remove_v2, _change_fingerprint, _unapprove, _underive, _append_foreign_body]
+)
 def test_r29_adopt_refuses_what_no_event_explains_and_writes_nothing(
-    root: Path, scenes: Path, change: Callable[[dict[str, Any]], str]
+    root: Path, scenes: Path, change: Callable[[dict[str, Any], Path], str]
 ) -> None:
     scenelog_batch(root)
     with reference_tool(scenes) as manifest:
-        says = change(manifest)
+        says = change(manifest, scenes)
     before = snapshot(root)
     result = scenelog(root, "import", "--adopt", B)
     assert result.returncode == 3, result.stdout + result.stderr
