@@ -5,6 +5,8 @@ Invariants:
   temporary name, fsync'd, then hard-linked to its final name (``link`` fails
   if the name exists) and the folder fsync'd. A crash leaves either no body or
   the whole body, plus at most a stray ``.tmp`` file that nothing reads.
+- Every temp file is removed on every error path (a full disk, a refused
+  link, an interrupted write): only a crash can leave one behind.
 - ``replace_atomic`` writes a temporary file and swaps it in for the target,
   so readers see the old or the new bytes, never a mix, and the name never
   disappears. On Linux the swap is ``renameat2(RENAME_EXCHANGE)`` followed by
@@ -81,6 +83,12 @@ def _write_all(fd: int, data: bytes | list[bytes]) -> None:
         view = view[written:]
 
 
+def _remove_quietly(tmp: Path) -> None:
+    """Remove a temp file; a failure to remove it must not hide the error being raised."""
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
+
+
 def write_once(path: Path, data: bytes, *, batch_id: str | None = None) -> None:
     """Write ``data`` to ``path`` durably; refuse (VersionBodyExists) if it exists.
 
@@ -116,8 +124,7 @@ def write_once(path: Path, data: bytes, *, batch_id: str | None = None) -> None:
                     batch_id=batch_id,
                 ) from e
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+            _remove_quietly(tmp)
         fsync_dir(path.parent)
 
 
@@ -169,15 +176,13 @@ def replace_atomic(path: Path, data: bytes | list[bytes], *, durable: bool = Fal
             if not swapped:
                 os.replace(tmp, path)
         except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+            _remove_quietly(tmp)
             raise
         if durable:
             fsync_dir(path.parent)
         if swapped:
             # ``tmp`` now names the old bytes; readers that opened it keep them.
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+            _remove_quietly(tmp)
 
 
 def replace_unless_newer(path: Path, data: bytes, newer: Callable[[bytes], bool]) -> bool:
@@ -187,15 +192,18 @@ def replace_unless_newer(path: Path, data: bytes, newer: Callable[[bytes], bool]
     and, when ``newer(old_bytes)`` says a writer had put something newer there
     meanwhile, swapped straight back. Without exchange support, ``path`` is only
     created when missing. True when ``data`` stayed in place.
+
+    The temp file is removed on every path, failures included (a full disk
+    must not leave one per reader that tried to mend a view).
     """
     with os_errors(path, "write"):
         tmp = _tmp_name(path)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
-            _write_all(fd, data)
-        finally:
-            os.close(fd)
-        try:
+            try:
+                _write_all(fd, data)
+            finally:
+                os.close(fd)
             if _exchange(tmp, path):
                 if newer(tmp.read_bytes()):
                     _exchange(tmp, path)
@@ -207,5 +215,4 @@ def replace_unless_newer(path: Path, data: bytes, newer: Callable[[bytes], bool]
                 return False
             return True
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+            _remove_quietly(tmp)

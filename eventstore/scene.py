@@ -7,6 +7,13 @@ level, is kept as loaded and written back unchanged.
 Invariants:
 - ``Scene.from_json`` refuses anything that is not a scene (SceneFormatError)
   and bodies larger than ``max_bytes`` before parsing them.
+- A UTF-8 byte order mark at the start of a body is accepted and ignored (a
+  body written by a tool that adds one, RFC 8259 §8.1); a body is always
+  written without one.
+- ``NaN``, ``Infinity`` and ``-Infinity`` (which Python's ``json.dump`` and the
+  reference write for floats that are not numbers) are not JSON: refused with
+  an error that names the token and says to replace it, never "restore from
+  backup".
 - ``structure_fingerprint`` is the sha256 of the canonical JSON of ``beats``
   (sorted keys, no whitespace, UTF-8): every key of every beat, ``raw`` too.
 - ``save_scene_once`` never overwrites a body (R8 write-once guard).
@@ -14,6 +21,7 @@ Invariants:
 
 from __future__ import annotations
 
+import codecs
 import copy
 import hashlib
 import json
@@ -81,7 +89,9 @@ class Scene:
     def from_json(cls, data: bytes | str, *, max_bytes: int | None = None) -> Scene:
         """Parse a scene body; SceneFormatError says what is wrong with it."""
         limit = _max_scene_bytes() if max_bytes is None else max_bytes
-        raw = data.encode("utf-8") if isinstance(data, str) else data
+        raw = _utf8(data) if isinstance(data, str) else data
+        if raw.startswith(codecs.BOM_UTF8):
+            raw = raw[len(codecs.BOM_UTF8) :]  # accepted and dropped (RFC 8259 §8.1)
         if len(raw) > limit:
             raise SceneFormatError(
                 f"scene JSON is {len(raw)} bytes, over the limit of {limit}: split the "
@@ -92,6 +102,14 @@ class Scene:
         try:
             parsed = msgspec.json.decode(raw)
         except msgspec.DecodeError as e:
+            token = _nonstandard_number(raw)
+            if token is not None:
+                raise SceneFormatError(
+                    f"scene is not valid JSON: it contains {token}, which JSON does not allow "
+                    "(Python's json.dump writes it for a float that is not a number); replace "
+                    f"each {token} with null or a number",
+                    token=token,
+                ) from e
             raise SceneFormatError(f"scene is not valid JSON: {e}") from e
         except RecursionError as e:
             raise SceneFormatError(f"scene JSON is nested deeper than {_MAX_DEPTH} levels") from e
@@ -113,6 +131,29 @@ class Scene:
 
     def __repr__(self) -> str:
         return f"Scene(scene_id={self.data.get('scene_id')!r}, beats={len(self.beats)})"
+
+
+def _utf8(text: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise SceneFormatError(
+            f"scene text is not valid UTF-8 (position {e.start}): save the scene as UTF-8"
+        ) from e
+
+
+def _nonstandard_number(raw: bytes) -> str | None:
+    """``NaN``, ``Infinity`` or ``-Infinity`` when they are what keeps ``raw`` from being JSON."""
+    found: list[str] = []
+
+    def record(token: str) -> None:
+        found.append(token)
+
+    try:
+        json.loads(raw, parse_constant=record)
+    except (ValueError, RecursionError):
+        return None
+    return found[0] if found else None
 
 
 def _check_shape(data: object) -> None:
@@ -144,6 +185,16 @@ def load_scene(path: str | os.PathLike[str]) -> Scene:
     try:
         return Scene.from_json(raw, max_bytes=max(len(raw), _max_scene_bytes()))
     except SceneFormatError as e:
+        token = getattr(e, "token", None)
+        if token is not None:
+            raise DamagedBody(
+                f"scene body {path} is not valid JSON: it contains {token}, which JSON does "
+                "not allow (the reference's json.dump writes it for a float that is not a "
+                f"number); edit the file to replace each {token} with null or a number, then "
+                "run the command again",
+                path=str(path),
+                token=token,
+            ) from e
         raise DamagedBody(
             f"scene body {path} is unreadable: {e}; restore it from backup or run "
             "`scenelog verify`",
@@ -152,9 +203,14 @@ def load_scene(path: str | os.PathLike[str]) -> Scene:
 
 
 def structure_fingerprint(scene: Scene | list[Any]) -> str:
-    """sha256 hex of the canonical JSON (sorted keys, compact, UTF-8) of the beats."""
+    """sha256 hex of the canonical JSON (sorted keys, compact, UTF-8) of the beats.
+
+    ValueError for beats that have no JSON form (NaN, text that is not UTF-8).
+    """
     beats = scene.beats if isinstance(scene, Scene) else scene
-    canonical = json.dumps(beats, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    canonical = json.dumps(
+        beats, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 

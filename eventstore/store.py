@@ -15,9 +15,12 @@ line's fsync, committed — a missing or stale view is refolded by readers.
 from __future__ import annotations
 
 import os
+import re
+import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -40,6 +43,7 @@ from eventstore.events import (
     new_event_id,
     utc_now,
 )
+from eventstore.fsio import write_once
 from eventstore.layout import (
     BatchPaths,
     Layout,
@@ -51,8 +55,8 @@ from eventstore.lock import DEFAULT_LOCK_TIMEOUT
 from eventstore.log import EventLog, FileLog, LogSession
 from eventstore.manifest import Fold, Manifest, VersionEntry
 from eventstore.rules import KINDS, STATES
-from eventstore.scene import Scene, load_scene, save_scene_once, structure_fingerprint
-from eventstore.views import check_unimported, write_view
+from eventstore.scene import Scene, load_scene, structure_fingerprint
+from eventstore.views import check_unimported, check_view, reference_lock, write_view
 
 __all__ = ["KINDS", "STATES", "CandidateResult", "SceneVersionStore"]
 
@@ -70,42 +74,113 @@ class CandidateResult:
     seq: int
 
 
-# Highest body version known on disk per batch (see _DiskHigh); only touched
-# under the batch lock of the batch it names.
-_disk_seen: dict[str, int] = {}
-# The scene_id of bodies already read, by (inode, size, mtime): a pointer move
-# re-reads a body only if it changed on disk.
-_bodies_seen: dict[str, tuple[tuple[int, int, int], str]] = {}
-os.register_at_fork(after_in_child=_disk_seen.clear)
+@dataclass
+class _Listing:
+    """One listing of a scenes folder: its names, and the folder's mtime when listed.
+
+    ``trusted`` says the mtime was older than the clock's granularity before
+    the listing began, so any later change of the folder's entries gets a
+    different mtime; an untrusted listing serves only the command that made it.
+    """
+
+    mtime_ns: int
+    trusted: bool
+    names: str
+    highest: dict[str, int] = field(default_factory=dict)
+
+    def highest_of(self, batch_id: str) -> int:
+        known = self.highest.get(batch_id)
+        if known is None:
+            pattern = rf"^{re.escape(batch_id)}\.v([0-9]{{3}}|[1-9][0-9]{{3,}})\.json$"
+            found = re.findall(pattern, self.names, re.MULTILINE)
+            known = self.highest[batch_id] = max(map(int, found), default=0)
+        return known
+
+
+_MAX_CACHED = 4096
+# Listings of scenes folders, keyed on the folder's identity (st_dev, st_ino),
+# never its spelling (R23).
+_disk_seen: dict[tuple[int, int], _Listing] = {}
+# The scene_id of bodies already read, keyed on the body file's identity, with
+# (size, mtime, ctime): a pointer move re-reads a body only if it changed on disk.
+_bodies_seen: dict[tuple[int, int], tuple[tuple[int, int, int], str]] = {}
+
+
+def _forget_all() -> None:
+    _disk_seen.clear()
+    _bodies_seen.clear()
+
+
+os.register_at_fork(after_in_child=_forget_all)
+
+_COARSE_CLOCK = getattr(time, "CLOCK_REALTIME_COARSE", 5 if sys.platform == "linux" else None)
+
+
+def _clock_ns() -> tuple[int, int]:
+    """(now as file timestamps see it, that clock's granularity), both in ns."""
+    if _COARSE_CLOCK is not None:
+        try:
+            res = int(time.clock_getres(_COARSE_CLOCK) * 1e9)
+            return time.clock_gettime_ns(_COARSE_CLOCK), max(res, 1_000_000)
+        except OSError:
+            pass
+    return time.time_ns(), 10_000_000
+
+
+def _list_folder(folder: Path) -> _Listing:
+    """List ``folder`` now; trust the listing later only while its mtime stays put.
+
+    The clock is read before the folder's mtime and the mtime before its
+    names: a change after the listing began is stamped no earlier than that
+    clock, so it moves the mtime away from the one recorded, provided that
+    mtime is older than the clock by the timestamp granularity. A filesystem
+    whose stamps look coarse (whole milliseconds) gets a 2 s margin.
+    """
+    now, granularity = _clock_ns()
+    try:
+        st = os.stat(folder)
+        names = os.listdir(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return _Listing(0, False, "")
+    mtime = st.st_mtime_ns
+    if mtime % 1_000_000 == 0:
+        granularity = 2_000_000_000
+    listing = _Listing(mtime, mtime + granularity <= now, "\n".join(names))
+    if len(_disk_seen) >= _MAX_CACHED:
+        _disk_seen.clear()
+    _disk_seen[(st.st_dev, st.st_ino)] = listing
+    return listing
+
+
+def _highest_on_disk(paths: BatchPaths) -> int:
+    """The highest ``.vNNN.json`` of the batch in its folder, at this moment (R8)."""
+    try:
+        st = os.stat(paths.scenes_dir)
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    listing = _disk_seen.get((st.st_dev, st.st_ino))
+    if listing is None or not listing.trusted or listing.mtime_ns != st.st_mtime_ns:
+        listing = _list_folder(paths.scenes_dir)
+    return listing.highest_of(paths.batch_id)
 
 
 class _DiskHigh:
-    """The highest body version on disk of one batch, as this process knows it.
+    """R8's numbering: N = max(highest version logged, highest body on disk) + 1.
 
-    The first command of a process on a batch lists the folder; after that the
-    next number is probed upwards, which finds every body a crashed writer can
-    have left (they sit right above the highest version), without listing an
-    episode folder of thousands of files on every append.
+    Exact at the moment of the command, in every process: the folder is
+    listed unless a listing of it is known to be current (its mtime unchanged
+    and old enough to be trusted, see ``_list_folder``), so a body placed by
+    anyone while a process runs is seen by that process's next command. The
+    next number is then probed upwards as a last guard.
     """
 
-    __slots__ = ("known",)
-
-    def __init__(self, paths: BatchPaths) -> None:
-        self.known = _disk_seen.get(str(paths.log))
+    __slots__ = ()
 
     def next_version(self, paths: BatchPaths, highest_logged: int) -> int:
-        """R8: N = max(highest version in the log, highest body on disk) + 1."""
-        if self.known is None:
-            self.known = paths.highest_body_version()
-        version = max(highest_logged, self.known) + 1
+        version = max(highest_logged, _highest_on_disk(paths)) + 1
         while paths.body(version).exists():
             version += 1
-        self.known = version
         return version
-
-    def remember(self, paths: BatchPaths, highest_logged: int) -> None:
-        if self.known is not None:
-            _disk_seen[str(paths.log)] = max(self.known, highest_logged)
 
 
 def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> str:
@@ -117,10 +192,20 @@ def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> str:
 
 
 def _check_text(name: str, value: object, *, optional: bool) -> str | None:
+    """R25: a string (non-empty unless optional) that is valid UTF-8 text."""
     if value is None and optional:
         return None
     if not isinstance(value, str) or (not optional and not value):
         raise InvalidInput(f"invalid {name} {value!r}: give a string", value=value)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        # What argv or the environment hold for bytes that are not UTF-8.
+        raise InvalidInput(
+            f"invalid {name} {value!r}: not valid UTF-8 text (position {e.start}); "
+            "give it as UTF-8",
+            value=value,
+        ) from e
     return value
 
 
@@ -230,13 +315,19 @@ class SceneVersionStore:
         _check_choice("kind", kind, KINDS)
         _check_choice("state", state, STATES)
         _check_text("source", source, optional=False)
-        if parent_version is not None:
-            validate_version(parent_version, batch_id=requested_batch_id)
+        parent = (
+            None
+            if parent_version is None
+            else validate_version(parent_version, batch_id=requested_batch_id)
+        )
         actor, reason = self._who(actor, reason)
-        fingerprint = structure_fingerprint(scene)
+        fingerprint, body = self._encode(paths, scene)
         dedup = bool(dedup_against_versions)
 
         batch_id = paths.batch_id
+        if parent is not None and not self.log.exists(batch_id):
+            # Refused without a lock file when nothing can be registered yet.
+            self._check_parent(Fold(batch_id), paths, parent, legacy_v1=paths.flat.exists())
 
         def result(version: int, deduplicated: bool, session: LogSession) -> CandidateResult:
             return CandidateResult(batch_id, version, deduplicated, session.fold.seq)
@@ -245,10 +336,11 @@ class SceneVersionStore:
             fold = session.fold
             events: list[Event] = []
             if fold.seq == 0:
-                check_unimported(paths)
-                if not paths.flat.exists():
+                legacy = paths.flat.exists()
+                self._check_parent(fold, paths, parent, legacy_v1=legacy)
+                if not legacy:
                     # Case A: the first write of a batch.
-                    save_scene_once(scene, paths.flat, batch_id=paths.batch_id)
+                    write_once(paths.flat, body, batch_id=paths.batch_id)
                     events.append(
                         self._appended(
                             paths,
@@ -265,7 +357,7 @@ class SceneVersionStore:
                             reason=reason,
                         )
                     )
-                    self._commit(session, paths, events, disk)
+                    self._commit(session, paths, events)
                     return result(1, False, session)
                 # Case B: register the legacy flat body in place as v1.
                 flat = self._load_body(paths, paths.flat)
@@ -287,17 +379,18 @@ class SceneVersionStore:
                     )
                 )
                 if dedup and flat_fp == fingerprint:
-                    self._commit(session, paths, events, disk)
+                    self._commit(session, paths, events)
                     return result(1, True, session)
                 highest = 1
             else:
+                self._check_parent(fold, paths, parent, legacy_v1=False)
                 if dedup:
                     for entry in fold.entries:
                         if entry.structure_fingerprint == fingerprint:
                             return result(entry.version, True, session)
                 highest = fold.max_version
             version = disk.next_version(paths, highest)
-            save_scene_once(scene, paths.body(version), batch_id=paths.batch_id)
+            write_once(paths.body(version), body, batch_id=paths.batch_id)
             events.append(
                 self._appended(
                     paths,
@@ -309,12 +402,12 @@ class SceneVersionStore:
                     downstream="not_derived",
                     kind=kind,
                     source=source,
-                    parent=parent_version,
+                    parent=parent,
                     actor=actor,
                     reason=reason,
                 )
             )
-            self._commit(session, paths, events, disk)
+            self._commit(session, paths, events)
             return result(version, False, session)
 
         return self._run(paths, command, expected_seq=None, needs_log=False)
@@ -389,9 +482,7 @@ class SceneVersionStore:
                     active_version=fold.active_version,
                 )
             if entry.downstream != "derived":
-                self._commit(
-                    session, paths, [self._event(Derived, paths, version, actor, reason)], disk
-                )
+                self._commit(session, paths, [self._event(Derived, paths, version, actor, reason)])
             return fold.manifest()
 
         return self._run(paths, command, expected_seq=expected, needs_log=False)
@@ -411,7 +502,42 @@ class SceneVersionStore:
     @staticmethod
     def _who(actor: object, reason: object) -> tuple[str, str | None]:
         given = _check_text("actor", actor, optional=True)
-        return default_actor(given), _check_text("reason", reason, optional=True)
+        # $SCENELOG_ACTOR holds undecodable bytes as surrogates too: check what is used.
+        who = _check_text("actor", default_actor(given), optional=False)
+        assert who is not None
+        return who, _check_text("reason", reason, optional=True)
+
+    @staticmethod
+    def _encode(paths: BatchPaths, scene: Scene) -> tuple[str, bytes]:
+        """R25: the scene's fingerprint and body bytes, before anything is written."""
+        try:
+            return structure_fingerprint(scene), scene.to_json()
+        except (TypeError, ValueError) as e:
+            raise InvalidInput(
+                f"the scene for batch {paths.batch_id} has no JSON form ({e}): give text as "
+                "UTF-8 and numbers as finite ints or floats",
+                batch_id=paths.batch_id,
+            ) from e
+
+    @staticmethod
+    def _check_parent(
+        fold: Fold, paths: BatchPaths, parent: int | None, *, legacy_v1: bool
+    ) -> None:
+        """R25: a parent is a version registered before this command (or the flat v1 it
+        registers); so a version is never its own parent nor a later one's child."""
+        if parent is None or fold.entry(parent) is not None or (legacy_v1 and parent == 1):
+            return
+        if fold.entries:
+            known = "registered: " + ", ".join(f"v{e.version}" for e in fold.entries[-5:])
+        else:
+            known = "it has no versions yet"
+        raise InvalidInput(
+            f"invalid parent v{parent} for batch {paths.batch_id}: not a registered version "
+            f"({known}); a version derives from a registered one, never from itself or a "
+            f"later one — see `scenelog show {paths.batch_id}`",
+            batch_id=paths.batch_id,
+            value=parent,
+        )
 
     def _run(
         self,
@@ -421,29 +547,45 @@ class SceneVersionStore:
         expected_seq: int | None,
         needs_log: bool,
     ) -> T:
-        if needs_log and not self.log.exists(paths.batch_id):
+        """Run ``command`` under the reference's lock (if any) and the batch lock.
+
+        Under both locks and before the command writes anything: a batch with
+        no events is checked for a reference manifest or a lost log (R21), a
+        batch with events for a view changed by another tool (R29), then
+        ``expected_seq`` (R15).
+        """
+        if not self.log.exists(paths.batch_id):
+            # Refusals that need no lock are given without creating a lock file;
+            # the same checks run again under the lock.
             check_unimported(paths)
-            raise NoLog(
-                f"batch {paths.batch_id} has no log: nothing to move the pointer to — "
-                "write a candidate first (`scenelog add`)",
-                batch_id=paths.batch_id,
-            )
-        if not needs_log and not self.log.exists(paths.batch_id):
-            check_unimported(paths)
-        with self._session(paths) as session:
-            if expected_seq is not None and session.fold.seq != expected_seq:
-                raise SeqMismatch(
-                    f"batch {paths.batch_id} changed: expected seq {expected_seq}, the log is "
-                    f"at seq {session.fold.seq}; re-read the batch and decide again",
+            if needs_log:
+                raise NoLog(
+                    f"batch {paths.batch_id} has no log: nothing to move the pointer to — "
+                    "write a candidate first (`scenelog add`)",
                     batch_id=paths.batch_id,
-                    expected=expected_seq,
-                    actual=session.fold.seq,
                 )
-            return command(session, _DiskHigh(paths))
+        deadline = time.monotonic() + self.lock_timeout
+        with reference_lock(paths, timeout=self.lock_timeout):
+            remaining = max(deadline - time.monotonic(), 0.0)
+            with self._session(paths, remaining) as session:
+                fold = session.fold
+                if fold.seq == 0:
+                    check_unimported(paths)
+                else:
+                    check_view(paths, fold, lambda: self.log.read(paths.batch_id))
+                if expected_seq is not None and fold.seq != expected_seq:
+                    raise SeqMismatch(
+                        f"batch {paths.batch_id} changed: expected seq {expected_seq}, the log "
+                        f"is at seq {fold.seq}; re-read the batch and decide again",
+                        batch_id=paths.batch_id,
+                        expected=expected_seq,
+                        actual=fold.seq,
+                    )
+                return command(session, _DiskHigh())
 
     @contextmanager
-    def _session(self, paths: BatchPaths) -> Iterator[LogSession]:
-        with self.log.session(paths.batch_id, timeout=self.lock_timeout) as session:
+    def _session(self, paths: BatchPaths, timeout: float) -> Iterator[LogSession]:
+        with self.log.session(paths.batch_id, timeout=timeout) as session:
             yield session
 
     def _move_pointer(
@@ -485,7 +627,7 @@ class SceneVersionStore:
                     prev=None,
                     previous_active=fold.active_version,
                 )
-                self._commit(session, paths, [event], disk)
+                self._commit(session, paths, [event])
             return fold.manifest()
 
         return self._run(paths, command, expected_seq=expected, needs_log=True)
@@ -516,19 +658,24 @@ class SceneVersionStore:
 
     @staticmethod
     def _body_scene_id(paths: BatchPaths, path: Path) -> str:
-        """The body's scene_id; a body already read is only stat'ed (bodies are immutable)."""
+        """The body's scene_id; a body already read is only stat'ed (bodies are immutable).
+
+        Known bodies are keyed on the file's identity, not its spelling (R23).
+        """
         try:
             st = os.stat(path)
         except FileNotFoundError:
             st = None
-        key = str(path)
         if st is not None:
-            stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+            key = (st.st_dev, st.st_ino)
+            stamp = (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
             known = _bodies_seen.get(key)
             if known is not None and known[0] == stamp:
                 return known[1]
         scene_id = SceneVersionStore._load_body(paths, path).scene_id
         if st is not None:
+            if len(_bodies_seen) >= _MAX_CACHED:
+                _bodies_seen.clear()
             _bodies_seen[key] = (stamp, scene_id)
         return scene_id
 
@@ -595,9 +742,6 @@ class SceneVersionStore:
         )
 
     @staticmethod
-    def _commit(
-        session: LogSession, paths: BatchPaths, events: list[Event], disk: _DiskHigh
-    ) -> None:
+    def _commit(session: LogSession, paths: BatchPaths, events: list[Event]) -> None:
         session.append(events)
         write_view(paths.view, session.fold.view_chunks())
-        disk.remember(paths, session.fold.max_version)

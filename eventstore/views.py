@@ -4,29 +4,68 @@ Invariants:
 - A view is rewritten atomically (temp file + rename) by the writer holding
   the batch lock, right after each commit; it is never fsync'd, because a lost
   or torn view is rebuilt from the log (R17).
-- A view is trusted only when its ``seq`` equals the log's last seq.
+- A view is trusted only when its ``seq`` equals the log's last seq and its
+  bytes are exactly what scenelog writes for the manifest they hold
+  (``encode_manifest(decode_manifest(b)) == b``). scenelog writes every view
+  in one canonical form (compact JSON, keys in §4 order, one ``\\n``), so a
+  view rewritten by another tool — the reference's ``json.dump`` puts spaces
+  after ``:`` and ``,`` — is never trusted by a reader (R29). This is the
+  readers' cheap test; writers, under the lock, run the exact one
+  (:func:`check_view`: the bytes equal the fold of the log at the view's seq).
+- A view changed by another tool (a JSON object that is not scenelog's bytes
+  for the log) is never overwritten silently: readers leave it in place
+  (``repair_view`` returns False) and commands refuse with ForeignView naming
+  it, until ``scenelog import --adopt BATCH`` turns the change into events.
+  Anything that is not a manifest at all (a view torn by a power loss, ``{}``)
+  is a damaged cache and is rebuilt.
 - A ``versions.json`` without ``seq`` and without a log was written by the
   reference system: it is never overwritten or ignored (R21).
+- A ``versions.json`` with a ``seq`` and no log means the log was lost. This
+  is decided exactly, without a lock: the view is read first and the log's
+  existence checked after, and scenelog creates a log before it ever writes
+  its view (and never removes a log), so a view read before the log existed
+  is never mistaken for a lost log.
+- While tools built on the reference may run, a command on a batch also holds
+  the reference's lock ``<batch>.versions.lock`` (``flock``, exclusive) when
+  that file exists, taken before scenelog's own batch lock; the file is never
+  created here (R29). A reference tool that creates the file after the command
+  looked for it is not excluded by that command.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import logging
 import os
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from eventstore.errors import DamagedLog, UnimportedManifest
-from eventstore.fsio import replace_atomic, replace_unless_newer
+from eventstore.errors import (
+    DamagedLog,
+    ForeignView,
+    LockTimeout,
+    StoreIOError,
+    UnimportedManifest,
+)
+from eventstore.events import Event
+from eventstore.fsio import os_errors, replace_atomic, replace_unless_newer
 from eventstore.layout import BatchPaths
-from eventstore.manifest import Manifest, decode_manifest, encode_manifest
+from eventstore.manifest import Fold, Manifest, decode_manifest, encode_manifest, fold
 
 __all__ = [
     "check_unimported",
+    "check_view",
+    "is_foreign_view",
     "load_reference_manifest",
     "read_view",
+    "reference_lock",
+    "reference_lock_path",
     "repair_view",
     "write_view",
 ]
@@ -35,7 +74,11 @@ logger = logging.getLogger("scenelog")
 
 
 def write_view(path: Path, manifest: Manifest | bytes | list[bytes]) -> bool:
-    """Rewrite the view; a failure is logged, not raised (the log is the truth)."""
+    """Rewrite the view; a failure is logged, not raised (the log is the truth).
+
+    Crash at each step: before the swap, a stray temp file at most (removed on
+    every error path) and the old view; after, the new view.
+    """
     data = encode_manifest(manifest) if isinstance(manifest, Manifest) else manifest
     try:
         replace_atomic(path, data)
@@ -45,41 +88,122 @@ def write_view(path: Path, manifest: Manifest | bytes | list[bytes]) -> bool:
     return True
 
 
-def repair_view(path: Path, manifest: Manifest) -> bool:
-    """Rewrite a stale view from a reader, taking no lock (R22).
-
-    A writer's view written meanwhile has a higher ``seq`` and is put back; a
-    failure (read-only store, full disk) is ignored: readers fold the log.
-    """
-
-    def newer(old: bytes) -> bool:
-        try:
-            return decode_manifest(old).seq > manifest.seq
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            return False
-
+def _ours(data: bytes) -> Manifest | None:
+    """The manifest ``data`` holds when they are exactly the bytes scenelog writes for it."""
     try:
-        return replace_unless_newer(path, encode_manifest(manifest), newer)
-    except OSError:
+        manifest = decode_manifest(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    return manifest if encode_manifest(manifest) == data else None
+
+
+def _manifest_like(data: bytes) -> bool:
+    """A JSON object with a manifest's ``versions`` or ``active_version`` (any tool's)."""
+    try:
+        parsed = msgspec.json.decode(data)
+    except msgspec.DecodeError:
         return False
+    return isinstance(parsed, dict) and ("versions" in parsed or "active_version" in parsed)
 
 
-def read_view(path: Path) -> Manifest | None:
-    """The view's manifest, or None when it is missing or unreadable."""
+def is_foreign_view(data: bytes) -> bool:
+    """Whether view bytes were written by a tool other than scenelog (R29).
+
+    A manifest-like JSON object (with ``versions`` or ``active_version``) that
+    is not in scenelog's canonical form. Anything else (bytes that are not
+    JSON, ``{}``) is a damaged cache, not a foreign view.
+    """
+    return _ours(data) is None and _manifest_like(data)
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    """The file's bytes, or None when it is missing or not a readable file."""
     try:
         fd = os.open(path, os.O_RDONLY)
-    except (FileNotFoundError, IsADirectoryError, PermissionError):
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
         return None
     try:
         chunks = []
         while chunk := os.read(fd, 1 << 16):
             chunks.append(chunk)
+    except IsADirectoryError:
+        return None
     finally:
         os.close(fd)
+    return b"".join(chunks)
+
+
+def repair_view(path: Path, manifest: Manifest) -> bool:
+    """Rewrite a stale view from a reader, taking no lock (R22).
+
+    A writer's view written meanwhile has a higher ``seq`` and is put back; a
+    view changed by another tool is left in place (R29: never overwritten
+    silently, the next command refuses and names it); a failure (read-only
+    store, full disk) is ignored, leaving no temp file: readers fold the log.
+    True when ``manifest``'s view stayed in place.
+    """
+    current = _read_bytes(path)
+    if current is not None and is_foreign_view(current):
+        return False
+
+    def keep_old(old: bytes) -> bool:
+        if is_foreign_view(old):
+            return True
+        ours = _ours(old)
+        return ours is not None and ours.seq > manifest.seq
+
     try:
-        return decode_manifest(b"".join(chunks))
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return None
+        return replace_unless_newer(path, encode_manifest(manifest), keep_old)
+    except OSError:
+        return False
+
+
+def read_view(path: Path) -> Manifest | None:
+    """The view's manifest, or None when it is missing, unreadable or not scenelog's bytes.
+
+    A view rewritten by another tool (e.g. the reference's ``json.dump``) is
+    not trusted: None, so the reader folds the log (R29).
+    """
+    data = _read_bytes(path)
+    return None if data is None else _ours(data)
+
+
+def check_view(paths: BatchPaths, current: Fold, history: Callable[[], list[Event]]) -> None:
+    """R29, under the batch lock: ForeignView unless the view is scenelog's for this log.
+
+    The view must be missing, a damaged cache (not manifest-like), or exactly
+    the bytes of the fold of the log at the view's own ``seq``: ``current``'s
+    bytes when the view is up to date, else the fold of the first ``seq``
+    events (``history()`` is read only then: a writer that died between its
+    line and its view). A view of a higher seq than the log (a log restored
+    from an older backup) is left to the command, which replaces it (R17).
+    """
+    data = _read_bytes(paths.view)
+    if data is None or data == current.view_bytes():
+        return
+    ours = _ours(data)
+    if ours is None:
+        if _manifest_like(data):
+            raise _foreign(paths, "it is not in scenelog's format")
+        return  # a torn cache: the command's view rewrite replaces it
+    if ours.batch_id != paths.batch_id:
+        raise _foreign(paths, f"it names batch {ours.batch_id!r}")
+    if ours.seq == current.seq:
+        raise _foreign(paths, f"it differs from the log at seq {ours.seq}")
+    if ours.seq < current.seq:
+        events = history()[: ours.seq]
+        if encode_manifest(fold(paths.batch_id, events, path=str(paths.log))) != data:
+            raise _foreign(paths, f"it differs from the log at seq {ours.seq}")
+
+
+def _foreign(paths: BatchPaths, why: str) -> ForeignView:
+    return ForeignView(
+        f"{paths.view} was changed by a tool other than scenelog ({why}); refusing to trust "
+        f"or overwrite it — run `scenelog import --adopt {paths.batch_id}` to record the "
+        "change as events, then run the command again",
+        path=str(paths.view),
+        batch_id=paths.batch_id,
+    )
 
 
 def load_reference_manifest(path: Path) -> dict[str, Any] | None:
@@ -92,14 +216,25 @@ def load_reference_manifest(path: Path) -> dict[str, Any] | None:
 
 
 def check_unimported(paths: BatchPaths) -> None:
-    """R21: refuse when a ``versions.json`` stands without a log."""
-    if paths.log.exists() or not paths.view.exists():
+    """R21: refuse when a ``versions.json`` stands without a log.
+
+    The view is read before the log is looked for: a writer creates its log
+    before its first view, so a view found here whose log is missing after it
+    was read really has lost its log (DamagedLog); a view without ``seq`` is
+    the reference's (UnimportedManifest). Exact with no lock held.
+    """
+    with os_errors(paths.view, "read"):
+        data = _read_bytes(paths.view)
+    if data is None or paths.log.exists():
         return
-    data = load_reference_manifest(paths.view)
-    if data is not None and "seq" in data:
+    try:
+        parsed = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        parsed = None
+    if isinstance(parsed, dict) and "seq" in parsed:
         raise DamagedLog(
             f"{paths.log}: missing, but its view {paths.view.name} says the batch had "
-            f"{data['seq']} events; restore the log of batch {paths.batch_id} from backup",
+            f"{parsed['seq']} events; restore the log of batch {paths.batch_id} from backup",
             path=str(paths.log),
             line=0,
             batch_id=paths.batch_id,
@@ -110,3 +245,71 @@ def check_unimported(paths: BatchPaths) -> None:
         path=str(paths.view),
         batch_id=paths.batch_id,
     )
+
+
+def reference_lock_path(paths: BatchPaths) -> Path:
+    """The reference system's lock of the batch: ``<batch>.versions.lock``."""
+    return paths.scenes_dir / f"{paths.batch_id}.versions.lock"
+
+
+_POLL_FIRST = 0.0002
+_POLL_MAX = 0.005
+
+
+@contextlib.contextmanager
+def reference_lock(paths: BatchPaths, *, timeout: float) -> Iterator[None]:
+    """Hold the reference's ``flock`` on ``<batch>.versions.lock`` when that file exists.
+
+    Never creates the file. A wait past ``timeout`` raises LockTimeout naming
+    it. ``flock`` belongs to the open file, so threads of one process exclude
+    each other too; the lock is released when the block is left or the
+    process dies.
+    """
+    path = reference_lock_path(paths)
+    fd = _open_existing(path)
+    if fd is None:
+        yield
+        return
+    try:
+        _flock(fd, path, timeout, paths.batch_id)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _open_existing(path: Path) -> int | None:
+    with os_errors(path, "open"):
+        try:
+            return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+
+def _flock(fd: int, path: Path, timeout: float, batch_id: str) -> None:
+    deadline = time.monotonic() + timeout
+    delay = _POLL_FIRST
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except OSError as e:
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise StoreIOError(
+                    f"cannot lock {path}: {e.strerror or e}; the filesystem must support flock",
+                    path=str(path),
+                    errno_code=e.errno,
+                ) from e
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise LockTimeout(
+                f"batch {batch_id} is locked by a reference-era tool: waited {timeout:g}s for "
+                f"{path}; let that tool finish, or find the hung process holding the lock",
+                path=str(path),
+                timeout=timeout,
+                batch_id=batch_id,
+            )
+        time.sleep(min(delay, remaining))
+        delay = min(delay * 2, _POLL_MAX)

@@ -143,6 +143,15 @@ class StoreMachine(RuleBasedStateMachine):
     ) -> None:
         m = self.models[batch_id]
         fp = structure_fingerprint(body(batch_id, shape))
+        registered = {e.version for e in m.entries} | ({1} if m.flat_fp is not None else set())
+        if parent is not None and parent not in registered:  # R25: refused, nothing written
+            self.refused(
+                lambda: self.store.write_scene_candidate(
+                    batch_id, body(batch_id, shape), parent_version=parent
+                ),
+                InvalidInput,
+            )
+            return None
         got = self.store.write_scene_candidate(
             batch_id,
             body(batch_id, shape),
