@@ -119,7 +119,15 @@ _ORPHAN_FIX = (
 _REPAIR = "scenelog verify --repair-views (readers fold the log meanwhile)"
 # Findings that a command in flight also produces; other findings are damage.
 _MAYBE_IN_FLIGHT = frozenset(
-    {"torn_tail", "view_missing", "view_corrupt", "view_stale", "view_ahead", "head_lost"}
+    {
+        "torn_tail",
+        "incomplete_command",
+        "view_missing",
+        "view_corrupt",
+        "view_stale",
+        "view_ahead",
+        "head_lost",
+    }
 )
 _VIEW_CHECKS = frozenset({"view_missing", "view_corrupt", "view_stale", "view_ahead"})
 
@@ -450,8 +458,11 @@ class _BatchCheck:
 
 
 def _maybe_in_flight(finding: Finding, check: _BatchCheck) -> bool:
+    if finding.check == "orphan_body":
+        return finding.path == check.top_orphan
+    # A warning about the log itself is about its end: a write that may still be going on.
     return finding.check in _MAYBE_IN_FLIGHT or (
-        finding.check == "orphan_body" and finding.path == check.top_orphan
+        finding.severity == "warning" and finding.path == str(check.paths.log)
     )
 
 
