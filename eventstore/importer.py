@@ -45,9 +45,7 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -55,7 +53,7 @@ from typing import Any
 
 import msgspec
 
-from eventstore.errors import DamagedLog, LockTimeout
+from eventstore.errors import DamagedLog
 from eventstore.events import (
     Appended,
     Conformed,
@@ -74,13 +72,12 @@ from eventstore.lock import DEFAULT_LOCK_TIMEOUT
 from eventstore.log import EventLog, FileLog, LogSession
 from eventstore.manifest import SCHEMA_VERSION, Fold, VersionEntry
 from eventstore.rules import DOWNSTREAMS, KINDS, STATES, check_event
-from eventstore.views import write_view
+from eventstore.views import reference_lock, write_view
 
 __all__ = ["ImportOutcome", "import_manifests", "normalize_timestamp"]
 
 _ENTRY_KEYS = set(VersionEntry.__struct_fields__)
 _MAX_INT = 2**63 - 1
-_REFERENCE_LOCK_STEP = 0.001
 
 
 @dataclass
@@ -339,40 +336,12 @@ def _import_events(paths: BatchPaths, manifest: _Manifest, actor: str) -> _Draft
 
 
 @contextlib.contextmanager
-def _reference_lock(paths: BatchPaths, timeout: float) -> Iterator[None]:
-    """R29: hold the reference's ``<batch>.versions.lock`` (flock) when it exists."""
-    path = paths.view.with_suffix(".lock")
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-    except FileNotFoundError:
-        yield
-        return
-    except PermissionError:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise LockTimeout(
-                        f"batch {paths.batch_id} is locked by a reference-era tool: waited "
-                        f"{timeout:g}s for {path}; retry when it is done",
-                        path=str(path),
-                        timeout=timeout,
-                        batch_id=paths.batch_id,
-                    ) from None
-                time.sleep(_REFERENCE_LOCK_STEP)
-        yield
-    finally:
-        os.close(fd)  # closing the only fd drops the flock
-
-
-@contextlib.contextmanager
 def _locked(paths: BatchPaths, log: EventLog, timeout: float) -> Iterator[LogSession]:
-    with _reference_lock(paths, timeout), log.session(paths.batch_id, timeout=timeout) as session:
+    """The reference's lock (R29) and then the batch lock, in the order every command takes."""
+    with (
+        reference_lock(paths, timeout=timeout),
+        log.session(paths.batch_id, timeout=timeout) as session,
+    ):
         yield session
 
 
