@@ -306,6 +306,8 @@ def test_r29_adopt_turns_a_reference_append_conform_derive_and_revert_into_event
         manifest["active_version"] = 2  # ... and revert(B, 2)
         foreign = json.loads(json.dumps(manifest))
 
+    refused = scenelog(root, "conform", B, "4")  # R29: a foreign view is never overwritten
+    assert refused.returncode == 3 and f"import --adopt {B}" in one_line(refused)
     result = scenelog(root, "--actor", "migration", "import", "--adopt", B)
     assert result.returncode == 0, result.stderr
     assert f"{B}: adopted appended v4, conformed v3, derived v3, conformed v2 (seq 7)" in (
