@@ -36,7 +36,7 @@ def _scene(batch_id: str, shots: int, script: str = "v1") -> Scene:
 def run_demo(directory: str | None, *, project: str = "demo", out: Any, err: Any) -> int:
     """Build the demo show under ``directory`` (a new temp folder if None)."""
     root = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="scenelog-demo-"))
-    existing = next((p for p in (root.absolute(), *root.absolute().parents) if p.exists()))
+    existing = next(p for p in (root.absolute(), *root.absolute().parents) if p.exists())
     if not existing.is_dir():
         print(f"scenelog: error: {existing} is not a folder: give the demo a folder", file=err)
         return 2
