@@ -119,7 +119,8 @@ def test_r16_unknown_batch_raises_and_a_legacy_flat_batch_stays_fresh(three: Pat
     for reader in (view.is_fresh, view.manifest):
         with pytest.raises(UnknownBatch) as info:
             reader("ep_001_BATCH_077")
-        assert isinstance(info.value, ValueError) and info.value.batch_id == "ep_001_BATCH_077"
+        assert isinstance(info.value, ValueError)
+        assert info.value.facts["batch_id"] == "ep_001_BATCH_077"
     for wrong in (Projection("shwo", root=three), Projection("show", root=three / "nope")):
         with pytest.raises(UnknownBatch):
             wrong.is_fresh(B1)
@@ -345,7 +346,7 @@ def test_r25_actor_from_the_environment_that_is_not_utf8_writes_nothing(
         capture_output=True,
         text=True,
         timeout=60,
-        env=env_bytes,  # type: ignore[arg-type]
+        env=env_bytes,
     )
     assert "UTF-8" in one_line_error(result, 2)
     bad_actor = {"SCENELOG_ACTOR": "ren\udce9@farm"}
