@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -229,12 +230,12 @@ def _parse(paths: BatchPaths, data: bytes | None) -> tuple[_Manifest | None, lis
     if not isinstance(versions, list) or not versions:
         return None, [*problems, "no versions list"]
     entries = [_entry(paths, item, problems) for item in versions]
-    numbers = [e.get("version") for e in versions if isinstance(e, dict)]
-    duplicates = sorted({n for n in numbers if numbers.count(n) > 1}, key=str)
+    numbers = [e.version for e in entries if e is not None]
+    duplicates = sorted(n for n, count in Counter(numbers).items() if count > 1)
     if duplicates:
         problems.append(f"versions registered more than once: {duplicates}")
     active = _whole(raw.get("active_version"), "active_version", problems, minimum=1)
-    if active is not None and active not in numbers:
+    if active is not None and active not in numbers and len(numbers) == len(entries):
         problems.append(f"active_version {raw.get('active_version')!r} is not registered")
     if problems or active is None:
         return None, problems
