@@ -38,6 +38,7 @@ from eventstore.importer import (
     _Manifest,
     _parse,
     _read,
+    _shown,
     normalize_timestamp,
 )
 from eventstore.layout import BatchPaths, Layout, validate_batch_id
@@ -202,7 +203,7 @@ def _body_problems(paths: BatchPaths, entry: VersionEntry) -> list[str]:
     except (OSError, ValueError) as e:
         return [f"v{entry.version}'s body {path.name} is unreadable ({e})"]
     if body.scene_id != paths.batch_id:
-        return [f"v{entry.version}'s body {path.name} has scene_id {body.scene_id!r}"]
+        return [f"v{entry.version}'s body {path.name} has scene_id {_shown(body.scene_id)}"]
     if structure_fingerprint(body) != entry.structure_fingerprint:
         return [f"v{entry.version}'s body {path.name} does not have the recorded fingerprint"]
     return []
@@ -230,8 +231,8 @@ def _target(
         for name in _IMMUTABLE:
             if not _same(name, getattr(old, name), getattr(new, name)):
                 problems.append(
-                    f"v{old.version}'s {name} changed from {getattr(old, name)!r} "
-                    f"to {getattr(new, name)!r}"
+                    f"v{old.version}'s {name} changed from {_shown(getattr(old, name))} "
+                    f"to {_shown(getattr(new, name))}"
                 )
         if (old.state, new.state) == ("approved", "candidate"):
             problems.append(f"v{old.version} went from approved back to candidate")

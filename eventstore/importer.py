@@ -124,21 +124,27 @@ def normalize_timestamp(value: object) -> str | None:
     )
 
 
+def _shown(value: object, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters: findings stay one readable line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _whole(value: object, where: str, problems: list[str], *, minimum: int) -> int | None:
     """``value`` as an int (an integral float normalized), or None with a problem noted."""
     number: int | None = None
     if isinstance(value, bool):
-        problems.append(f"{where} is {value!r}, a boolean, not a whole number")
+        problems.append(f"{where} is {_shown(value)}, a boolean, not a whole number")
         return None
     if isinstance(value, int):
         number = value
     elif isinstance(value, float) and value.is_integer():
         number = int(value)
     if number is None:
-        problems.append(f"{where} is {value!r}, not a whole number")
+        problems.append(f"{where} is {_shown(value)}, not a whole number")
         return None
     if not minimum <= number <= _MAX_INT:
-        problems.append(f"{where} is {value!r}, outside {minimum}..2**63-1")
+        problems.append(f"{where} is {_shown(value)}, outside {minimum}..2**63-1")
         return None
     return number
 
@@ -154,9 +160,9 @@ class _Manifest:
 
 def _entry(paths: BatchPaths, raw: object, problems: list[str]) -> VersionEntry | None:
     if not isinstance(raw, dict):
-        problems.append(f"entry {raw!r} is not an object")
+        problems.append(f"entry {_shown(raw)} is not an object")
         return None
-    where = f"entry v{raw.get('version')}"
+    where = f"entry v{_shown(raw.get('version'), 20)}"
     if set(raw) != _ENTRY_KEYS:
         missing, extra = sorted(_ENTRY_KEYS - set(raw)), sorted(set(raw) - _ENTRY_KEYS)
         problems.append(
@@ -171,21 +177,21 @@ def _entry(paths: BatchPaths, raw: object, problems: list[str]) -> VersionEntry 
         parent = _whole(parent, f"{where}: parent_version", found, minimum=1)
     for key, allowed in (("state", STATES), ("downstream", DOWNSTREAMS), ("kind", KINDS)):
         if not isinstance(raw[key], str) or raw[key] not in allowed:
-            found.append(f"{where}: {key} {raw[key]!r} is not one of {allowed}")
+            found.append(f"{where}: {key} {_shown(raw[key])} is not one of {allowed}")
     for key in ("artifact", "source", "structure_fingerprint"):
         if not isinstance(raw[key], str):
             found.append(f"{where}: {key} is not a string")
     created_at = normalize_timestamp(raw["created_at"])
     if created_at is None:
         found.append(
-            f"{where}: created_at {raw['created_at']!r} is not an ISO 8601 date and time "
+            f"{where}: created_at {_shown(raw['created_at'])} is not an ISO 8601 date and time "
             "(e.g. 2026-03-01T10:00:00.000000Z)"
         )
     if not found:
         try:
             body = paths.artifact(raw["artifact"])
         except ValueError:
-            found.append(f"{where}: artifact {raw['artifact']!r} is not this batch's")
+            found.append(f"{where}: artifact {_shown(raw['artifact'])} is not this batch's")
         else:
             if not body.exists():
                 found.append(f"{where}: body {body.name} is missing")
@@ -218,7 +224,7 @@ def _parse(paths: BatchPaths, data: bytes | None) -> tuple[_Manifest | None, lis
         return None, [f"{paths.view.name} is not a JSON object"]
     problems: list[str] = []
     if raw.get("batch_id", paths.batch_id) != paths.batch_id:
-        problems.append(f"batch_id {raw.get('batch_id')!r} is not {paths.batch_id}")
+        problems.append(f"batch_id {_shown(raw.get('batch_id'))} is not {paths.batch_id}")
     if "schema_version" in raw:
         schema = _whole(raw["schema_version"], "schema_version", problems, minimum=1)
         if schema is not None and schema != SCHEMA_VERSION:
@@ -236,7 +242,7 @@ def _parse(paths: BatchPaths, data: bytes | None) -> tuple[_Manifest | None, lis
         problems.append(f"versions registered more than once: {duplicates}")
     active = _whole(raw.get("active_version"), "active_version", problems, minimum=1)
     if active is not None and active not in numbers and len(numbers) == len(entries):
-        problems.append(f"active_version {raw.get('active_version')!r} is not registered")
+        problems.append(f"active_version {_shown(raw.get('active_version'))} is not registered")
     if problems or active is None:
         return None, problems
     return _Manifest(active, [e for e in entries if e is not None], seq), []
