@@ -39,7 +39,9 @@ Invariants:
   after the backup (``write_once``, durable) but before the append, a backup
   of a manifest that was not imported — the next import replaces it with the
   bytes it imports; after the append, the log is the truth and the old view,
-  which has no ``seq``, is never trusted; after the view rewrite, done.
+  which has no ``seq``, is never trusted (commands refuse it as foreign, R29,
+  and ``scenelog import --adopt`` rewrites it, appending nothing); after the
+  view rewrite, done.
 """
 
 from __future__ import annotations
@@ -433,7 +435,7 @@ def _back_up(paths: BatchPaths, original: bytes) -> None:
     that was never imported; it is replaced by the bytes imported now.
     """
     backup = paths.view.with_name(paths.view.name + ".reference")
-    with os_errors(backup, "read"):
+    with os_errors(backup, "replace"):
         try:
             if backup.read_bytes() == original:
                 return
