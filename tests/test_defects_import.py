@@ -481,3 +481,18 @@ def test_r29_adopt_of_a_batch_without_a_log_says_to_import(root: Path, scenes: P
     assert "scenelog import ep_001" in one_line(result)
     missing = scenelog(root, "import", "--adopt", "ep_001_BATCH_009")
     assert missing.returncode == 2 and "nothing to adopt" in one_line(missing)
+
+
+def test_r29_adopt_mends_the_view_of_an_import_killed_before_its_view_rewrite(
+    root: Path, scenes: Path
+) -> None:
+    reference_store(scenes)
+    assert scenelog(root, "import").returncode == 0
+    view = scenes / f"{B}.versions.json"
+    view.write_bytes((scenes / f"{B}.versions.json.reference").read_bytes())  # as if killed
+    refused = scenelog(root, "conform", B, "3")
+    assert refused.returncode == 3 and f"import --adopt {B}" in one_line(refused)
+    result = scenelog(root, "import", "--adopt", B)
+    assert result.returncode == 0 and "nothing to adopt (seq 4)" in result.stdout, result.stderr
+    assert scenelog(root, "conform", B, "3").returncode == 0
+    assert verify("show", root).ok
