@@ -39,6 +39,7 @@ __all__ = [
     "command",
     "count_arg",
     "json_flag",
+    "seconds_arg",
     "utf8_arg",
     "version_arg",
 ]
@@ -46,7 +47,7 @@ __all__ = [
 EXIT_OK, EXIT_NO, EXIT_BAD_INPUT, EXIT_REFUSED, EXIT_DAMAGED = 0, 1, 2, 3, 4
 
 MAX_LOCK_TIMEOUT = min(threading.TIMEOUT_MAX, 365 * 24 * 3600.0)
-"""The longest ``--lock-timeout`` accepted: a year (beyond it locks overflow)."""
+"""The longest duration a flag accepts: a year (far beyond it, locks and timers overflow)."""
 
 
 class UsageError(Exception):
@@ -100,15 +101,9 @@ class Context:
         if not text:
             return DEFAULT_LOCK_TIMEOUT
         try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        if not (math.isfinite(value) and 0 < value <= MAX_LOCK_TIMEOUT):
-            raise UsageError(
-                f"invalid lock timeout {_shown(text)}: a finite number of seconds > 0 "
-                f"and <= {MAX_LOCK_TIMEOUT:g}"
-            )
-        return value
+            return seconds_arg(text)
+        except argparse.ArgumentTypeError as e:
+            raise UsageError(f"lock timeout: {e}") from None
 
     def store(self, batch_id: str) -> SceneVersionStore:
         return SceneVersionStore(
@@ -178,6 +173,23 @@ def count_arg(text: str) -> int:
             f"invalid number {_shown(text)}: a whole number >= 0 in ASCII digits"
         )
     return int(text)
+
+
+def seconds_arg(text: str) -> float:
+    """A duration on the command line: finite seconds > 0, at most ``MAX_LOCK_TIMEOUT``.
+
+    ``float()`` also takes ``inf``, ``nan`` and ``1e300``, which fail later
+    inside a lock or a timer; they are refused here with one line.
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 < value <= MAX_LOCK_TIMEOUT):
+        raise argparse.ArgumentTypeError(
+            f"invalid seconds {_shown(text)}: a finite number > 0 and <= {MAX_LOCK_TIMEOUT:g}"
+        )
+    return value
 
 
 def utf8_arg(value: str, option: str) -> str:
