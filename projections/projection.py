@@ -8,9 +8,10 @@ Invariants:
   the log is folded (R17).
 - A batch with a reference-format ``versions.json`` and no log raises
   UnimportedManifest instead of being read as "no log" (R21).
-- A batch with neither a log nor a flat body is unknown (R16): ``manifest``,
-  ``is_fresh`` and ``history`` raise UnknownBatch, never "no log, fresh", so a
-  mistyped id, project or root, or an unmounted store, never opens the gate.
+- A batch with neither a log nor a flat body is unknown (R16): ``manifest``
+  and ``is_fresh`` raise UnknownBatch, never "no log, fresh", so a mistyped
+  id, project or root, or an unmounted store, never opens the gate. Listings
+  of a project that is not on disk raise InvalidInput, never answer "none".
 - Time is ordered by seq, never by ``at``: ``as_of(at=T)`` is always a prefix
   of the log, and times are compared as aware datetimes, never as strings.
 """
