@@ -300,6 +300,7 @@ class Watcher:
         self._checkpoint_path = (
             None if consumer is None else consumer_dir(self.layout) / f"{consumer}.json"
         )
+        self._absent: dict[str, _Position] = {}  # checkpointed logs not (yet) on disk
         self._claim_fd: int | None = None
         self._stream: Generator[WatchEvent, None, None] | None = None
 
@@ -350,7 +351,13 @@ class Watcher:
             )
 
     def _claim(self) -> None:
-        """Hold the consumer name for as long as this watcher runs (dies with the process)."""
+        """Hold the consumer name for as long as this watcher runs (ConsumerBusy if held).
+
+        Crash at any step: the kernel drops the ``flock`` with the process; the
+        lock file stays, naming a holder that is gone, and the next watcher
+        takes it and writes its own host and pid (a watcher refused in the
+        instant between those two steps may name the previous holder).
+        """
         if self.consumer is None:
             return
         folder = consumer_dir(self.layout)
@@ -387,8 +394,13 @@ class Watcher:
             ) from e
         # Written after the lock is ours: a reader that lost the race reads it.
         me = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": utc_now()})
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, me.encode() + b"\n", 0)
+        try:
+            with os_errors(path, "write"):
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, me.encode() + b"\n", 0)
+        except BaseException:
+            os.close(fd)
+            raise
         self._claim_fd = fd
 
     def _release(self) -> None:
@@ -411,21 +423,35 @@ class Watcher:
         for path in self._logs():
             batch_id = path.name[: -len(_LOG_SUFFIX)]
             if saved is not None and batch_id in saved.positions:
-                pos = saved.positions[batch_id]
-                tail = _Tail(path, pos.offset, pos.seq, pos.event_id)
-                if not tail.holds_position():
-                    self._replaced(tail, "differs from the checkpoint")
-                elif pos.event_id is None and tail.event_id is not None:
-                    self._dirty = True  # an old checkpoint: rewrite it with the event id
+                tail = self._resumed(path, saved.positions[batch_id])
             elif saved is None and self.start == "now":
                 tail = _Tail(path, *(tail_position(path, batch_id) or (0, 0)))
                 tail.holds_position()  # learns the event id at the end
             else:
                 tail = _Tail(path, 0, 0)
             self._tails[batch_id] = tail
-        if self._checkpoint_path is not None and saved is None:
+        if saved is not None:
+            # Kept in the checkpoint (other episodes, a log moved away for a while) and
+            # checked like any other position if the log shows up.
+            self._absent = {b: p for b, p in saved.positions.items() if b not in self._tails}
+        elif self._checkpoint_path is not None:
             self._dirty = True
         self.commit()
+
+    def _resumed(self, path: Path, pos: _Position) -> _Tail:
+        tail = _Tail(path, pos.offset, pos.seq, pos.event_id)
+        if not tail.holds_position():
+            self._replaced(tail, "differs from the checkpoint")
+        elif pos.event_id is None and tail.event_id is not None:
+            self._dirty = True  # an old checkpoint: rewrite it with the event id
+        return tail
+
+    def _appeared(self, batch_id: str, path: Path) -> _Tail:
+        """A log seen for the first time since the start."""
+        pos = self._absent.pop(batch_id, None)
+        tail = _Tail(path, 0, 0) if pos is None else self._resumed(path, pos)
+        self._tails[batch_id] = tail
+        return tail
 
     def _replaced(self, tail: _Tail, how: str) -> None:
         """R28: the log no longer holds the last event handed out: say so, start it over."""
@@ -441,8 +467,10 @@ class Watcher:
     def _check_replaced(self, tail: _Tail, *, suspect: bool = False) -> bool:
         """Whether the log was replaced under a live tail (then it starts over).
 
-        Cheap unless the file's inode changed, it shrank below the offset, or
-        (``suspect``) reading it failed: then the line at the offset decides.
+        Each time the file changed (and when reading it failed: ``suspect``),
+        the line ending at the offset must still be the last event handed
+        out — one small read. A new inode or a file shorter than the offset
+        is a replacement unless that line is still there.
         """
         st = tail.stat
         if st is None:
@@ -451,15 +479,15 @@ class Watcher:
             except FileNotFoundError:
                 return False
         ident = (st.st_dev, st.st_ino)
-        if tail.ident is None and not suspect:
-            tail.ident = ident
-            return False
-        if not suspect and ident == tail.ident and st.st_size >= tail.offset:
-            return False
+        moved = ident != tail.ident or st.st_size < tail.offset
         tail.ident = ident
+        if tail.seq == 0:
+            return False  # nothing handed out yet: nothing to lose
+        if not (suspect or moved or (st.st_size, st.st_mtime_ns) != tail.seen):
+            return False  # unchanged since it was last read
         if tail.holds_position():
             return False
-        self._replaced(tail, "was replaced or truncated while watched")
+        self._replaced(tail, "was replaced or rewritten while watched")
         return True
 
     def _load_checkpoint(self) -> _Checkpoint | None:
@@ -486,7 +514,10 @@ class Watcher:
             self._dirty = True
         if not self._dirty or self._checkpoint_path is None:
             return
-        positions = {b: _Position(t.seq, t.offset, t.event_id) for b, t in self._tails.items()}
+        positions = dict(self._absent)
+        positions.update(
+            (b, _Position(t.seq, t.offset, t.event_id)) for b, t in self._tails.items()
+        )
         checkpoint = _Checkpoint(self.consumer or "", utc_now(), positions, self._delivered_at)
         with os_errors(self._checkpoint_path.parent, "create"):
             self._checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
@@ -525,7 +556,7 @@ class Watcher:
         for path in self._logs():
             batch_id = path.name[: -len(_LOG_SUFFIX)]
             if batch_id not in self._tails:  # created after the watcher started
-                self._tails[batch_id] = _Tail(path, 0, 0)
+                self._appeared(batch_id, path)
         return sorted(self._tails.values(), key=_mtime)
 
     def _events(self) -> Generator[WatchEvent, None, None]:
@@ -599,7 +630,7 @@ class Watcher:
                     continue
                 if path.parent != self.layout.scenes_dir(batch_id[:6]):
                     continue
-                tail = self._tails[batch_id] = _Tail(path, 0, 0)
+                tail = self._appeared(batch_id, path)
             tails.append(tail)
         return sorted(set(tails), key=_mtime)
 

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,10 @@ def _caught_up(root: Path, consumer: str, **kwargs: Any) -> list[Any]:
     return list(watch("show", root=root, consumer=consumer, poll=True, stop=stop, **kwargs))
 
 
+def _at_least(n: int) -> Callable[[list[dict[str, Any]]], bool]:
+    return lambda events: len(events) >= n
+
+
 def _one_error_line(stderr: str) -> str:
     lines = stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("scenelog: error: "), stderr
@@ -106,7 +111,9 @@ def test_r28_log_restored_from_an_older_backup_is_redelivered_with_a_warning(
     assert _caught_up(root, "boards") == []  # and it goes on from there, no second warning
 
 
-def test_r28_recreated_batch_folder_is_delivered_from_its_first_event(root: Path) -> None:
+def test_r28_recreated_batch_folder_is_delivered_from_its_first_event(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     store = _setup(root, A)
     store.conform(A, 2)
     assert len(_caught_up(root, "boards", start="beginning")) == 3
@@ -116,10 +123,11 @@ def test_r28_recreated_batch_folder_is_delivered_from_its_first_event(root: Path
     fresh = [e["event_id"] for e in _events(root)]
     assert len(fresh) == 2
     assert consumer_status("show", root)[0]["lag"] == 2
-    notices: list[str] = []
-    got = _caught_up(root, "boards", on_notice=notices.append)
+    capsys.readouterr()
+    got = _caught_up(root, "boards")
     assert [e.event_id for e in got] == fresh
-    assert len(notices) == 1 and A in notices[0]
+    notices = capsys.readouterr().err.splitlines()  # the default: one line on stderr
+    assert len(notices) == 1 and A in notices[0] and "warning" in notices[0]
     assert consumer_status("show", root)[0]["lag"] == 0
 
 
@@ -157,7 +165,39 @@ def test_r28_live_watcher_follows_a_log_replaced_while_it_runs(
     assert any("warning" in line and A in line for line in watcher.stderr), watcher.stderr
 
 
-def test_r28_checkpoint_without_event_ids_is_read_and_rewritten_with_them(root: Path) -> None:
+def test_r28_log_rewritten_in_place_past_the_offset_is_noticed(root: Path) -> None:
+    notices: list[str] = []
+    store = _setup(root, A)
+    store.conform(A, 2)
+    backup = {p.name: p.read_bytes() for p in _scenes(root).iterdir() if p.is_file()}
+    store.conform(A, 1)
+    size = _log(root).stat().st_size
+    stop = threading.Event()
+    watcher = watch("show", root=root, start="beginning", poll=True, interval=0.01, stop=stop)
+    watcher.on_notice = notices.append
+    events = iter(watcher)
+    try:
+        assert [next(events).seq for _ in range(4)] == [1, 2, 3, 4]
+        # Between two next() calls the watcher is idle: it finds the rewrite done, the
+        # same inode, and the file longer than its offset.
+        for name, data in backup.items():
+            (_scenes(root) / name).write_bytes(data)
+        store = SceneVersionStore("show", 1, root=root)
+        store.conform(A, 1, reason="after the restore " + "x" * 200)
+        store.conform(A, 2, reason="after the restore")
+        assert _log(root).stat().st_size > size
+        rewritten = [e["event_id"] for e in _events(root)]
+        got = [next(events).event_id for _ in rewritten]
+    finally:
+        stop.set()
+        events.close()
+    assert got == rewritten
+    assert len(notices) == 1 and A in notices[0] and "seq 4" in notices[0]
+
+
+def test_r28_checkpoint_without_event_ids_is_read_and_rewritten_with_them(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     store = _setup(root, A)
     store.conform(A, 2)
     lines = _log(root).read_bytes().split(b"\n")
@@ -170,9 +210,9 @@ def test_r28_checkpoint_without_event_ids_is_read_and_rewritten_with_them(root: 
         "delivered_at": None,
     }
     (folder / "old.json").write_text(json.dumps(old))
-    notices: list[str] = []
-    got = _caught_up(root, "old", on_notice=notices.append)
-    assert [e.seq for e in got] == [3] and notices == []  # resumed where it was
+    got = _caught_up(root, "old")
+    assert [e.seq for e in got] == [3]  # resumed where it was
+    assert "warning" not in capsys.readouterr().err
     position = json.loads((folder / "old.json").read_text())["positions"][A]
     assert position["seq"] == 3 and position["event_id"] == _events(root)[2]["event_id"]
 
@@ -250,7 +290,7 @@ def test_item15_stray_events_files_are_ignored_by_a_live_watcher(root: Path) -> 
             for stray in strays:
                 stray.write_bytes(lines)
             store.conform(A, version)
-            watcher.wait_for(lambda ev, n=round_: len(ev) >= n)
+            watcher.wait_for(_at_least(round_))
         assert watcher.proc.poll() is None  # still running
     finally:
         watcher.stop()
