@@ -24,14 +24,14 @@ import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Litestar, Request, Response, get
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import Stream
 from litestar.static_files import create_static_files_router
 
@@ -155,10 +155,10 @@ def _types(text: str | None) -> tuple[str, ...] | None:
 @get("/v1/projects/{project:str}/batches", sync_to_thread=True)
 def list_batches(
     state: State,
-    project: str,
-    episode: str | None = None,
-    pending: bool = False,
-    candidates: bool = False,
+    project: FromPath[str],
+    episode: FromQuery[str | None] = None,
+    pending: FromQuery[bool] = False,
+    candidates: FromQuery[bool] = False,
 ) -> Response[Any]:
     """Every batch with a log: active version, state, downstream, gate, newest, awaiting."""
     view = _projection(state, project)
@@ -174,10 +174,10 @@ def list_batches(
 def batch_manifest(
     request: Request[Any, Any, Any],
     state: State,
-    project: str,
-    batch_id: str,
-    at: str | None = None,
-    at_seq: int | None = None,
+    project: FromPath[str],
+    batch_id: FromPath[str],
+    at: FromQuery[str | None] = None,
+    at_seq: FromQuery[int | None] = None,
 ) -> Response[Any]:
     """The manifest plus ``fresh``; ETag ``"<seq>"``; ``?at=`` / ``?at_seq=`` for the past."""
     view = _projection(state, project)
@@ -197,7 +197,7 @@ def batch_manifest(
 
 
 @get("/v1/projects/{project:str}/batches/{batch_id:str}/gate", sync_to_thread=True)
-def batch_gate(state: State, project: str, batch_id: str) -> Response[Any]:
+def batch_gate(state: State, project: FromPath[str], batch_id: FromPath[str]) -> Response[Any]:
     """200 when dispatch may go ahead, 409 when blocked (with why), 404 for an unknown batch."""
     view = _projection(state, project)
     batch_id = validate_batch_id(batch_id)
@@ -214,7 +214,7 @@ def batch_gate(state: State, project: str, batch_id: str) -> Response[Any]:
 
 
 @get("/v1/projects/{project:str}/batches/{batch_id:str}/history", sync_to_thread=True)
-def batch_history(state: State, project: str, batch_id: str) -> Response[Any]:
+def batch_history(state: State, project: FromPath[str], batch_id: FromPath[str]) -> Response[Any]:
     """Every event of the batch in seq order (the objects of ``history --json``)."""
     view = _projection(state, project)
     batch_id = validate_batch_id(batch_id)
@@ -223,7 +223,13 @@ def batch_history(state: State, project: str, batch_id: str) -> Response[Any]:
 
 
 @get("/v1/projects/{project:str}/batches/{batch_id:str}/diff", sync_to_thread=True)
-def batch_diff(state: State, project: str, batch_id: str, a: str, b: str) -> Response[Any]:
+def batch_diff(
+    state: State,
+    project: FromPath[str],
+    batch_id: FromPath[str],
+    a: FromQuery[str],
+    b: FromQuery[str],
+) -> Response[Any]:
     """Shot-level differences from version ``a`` to ``b`` (immutable: bodies never change)."""
     view = _projection(state, project)
     batch_id = validate_batch_id(batch_id)
@@ -236,7 +242,11 @@ def batch_diff(state: State, project: str, batch_id: str, a: str, b: str) -> Res
     sync_to_thread=True,
 )
 def version_body(
-    request: Request[Any, Any, Any], state: State, project: str, batch_id: str, version: str
+    request: Request[Any, Any, Any],
+    state: State,
+    project: FromPath[str],
+    batch_id: FromPath[str],
+    version: FromPath[str],
 ) -> Response[Any]:
     """The version's scene JSON as stored; ETag = its structure fingerprint."""
     view = _projection(state, project)
@@ -261,12 +271,12 @@ def version_body(
 def project_audit(
     request: Request[Any, Any, Any],
     state: State,
-    project: str,
-    episode: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
-    kinds: str | None = Parameter(query="type", default=None),
-    by: str | None = None,
+    project: FromPath[str],
+    episode: FromQuery[str | None] = None,
+    since: FromQuery[str | None] = None,
+    until: FromQuery[str | None] = None,
+    kinds: Annotated[str | None, QueryParameter(name="type")] = None,
+    by: FromQuery[str | None] = None,
 ) -> Response[Any]:
     """Pointer moves (or ``type=``) across the project; CSV with ``Accept: text/csv``."""
     view = _projection(state, project)
@@ -291,11 +301,11 @@ def project_audit(
 async def project_events(
     request: Request[Any, Any, Any],
     state: State,
-    project: str,
-    types: str | None = None,
-    episode: str | None = None,
-    batch: str | None = None,
-    after: str | None = None,
+    project: FromPath[str],
+    types: FromQuery[str | None] = None,
+    episode: FromQuery[str | None] = None,
+    batch: FromQuery[str | None] = None,
+    after: FromQuery[str | None] = None,
 ) -> Response[Any]:
     """Server-Sent Events: ``event:`` type, ``data:`` the watch JSON, ``id:`` resumable."""
     view = await asyncio.to_thread(_projection, state, project)
@@ -330,7 +340,7 @@ def _hub(state: State, project: str) -> Hub:
 
 
 @get("/", media_type="text/html", include_in_schema=False)
-async def board_page(state: State, project: str | None = None) -> Response[Any]:
+async def board_page(state: State, project: FromQuery[str | None] = None) -> Response[Any]:
     """The review board; ``?project=`` picks the project (default: the server's)."""
     page = (BOARD_DIR / "index.html").read_text(encoding="utf-8")
     chosen = project or state.config.project or ""

@@ -114,8 +114,8 @@ class Subscriber:
             yield b": subscribed\n\n"
             while True:
                 if self.reset is not None:
-                    yield self.hub.reset_frame(self.reset, self.last)
-                    self.reset = None
+                    reason, self.reset = self.reset, None  # offers from here on are kept
+                    yield self.hub.reset_frame(reason, self.last)
                 if self.frames:
                     chunk = b"".join(self.frames)
                     self.frames.clear()
