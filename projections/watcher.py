@@ -167,10 +167,12 @@ class _Tail:
             f.seek(self.offset)
             data = f.read()
         self.seen = stamp
-        end = data.rfind(b"\n") + 1
+        from eventstore.log import split_committed  # R24: lines of whole commands only
+
+        committed, _rest = split_committed(data)
         found: list[tuple[Event, int]] = []
         position, seq = self.offset, self.seq
-        for line in data[:end].split(b"\n")[:-1]:
+        for line in committed.split(b"\n")[:-1]:
             position += len(line) + 1
             try:
                 event = decode_event(line)
