@@ -127,6 +127,7 @@ _MAYBE_IN_FLIGHT = frozenset(
         "view_stale",
         "view_ahead",
         "head_lost",
+        "head_edited",  # the record is rewritten in place: a read may meet a write
     }
 )
 _VIEW_CHECKS = frozenset({"view_missing", "view_corrupt", "view_stale", "view_ahead"})
