@@ -8,9 +8,11 @@ import json
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -145,6 +147,90 @@ def test_item7_r26_verify_is_exact_next_to_three_busy_writers(root: Path) -> Non
     assert all(int(out) > 0 for out, _err in outputs)
     assert false_findings == []
     assert verify("show", root).findings == []
+
+
+PAUSED_WRITER = """
+    import contextlib, sys
+    from eventstore import SceneVersionStore
+    from eventstore.log import FileLog
+    from tests.helpers import scene
+
+    real_session = FileLog.session
+
+    @contextlib.contextmanager
+    def session(self, batch_id, **options):
+        with real_session(self, batch_id, **options) as locked:
+            real_append = locked.append
+
+            def append(events):
+                # The body is on disk (R9), the lock held, the event not yet written:
+                # the command stays in flight until the test says go.
+                print("body written", flush=True)
+                sys.stdin.readline()
+                return real_append(events)
+
+            locked.append = append
+            yield locked
+
+    FileLog.session = session
+    SceneVersionStore("show", 1, root=sys.argv[1]).write_scene_candidate(
+        "ep_001_BATCH_003", scene(shots=7)
+    )
+"""
+
+
+@pytest.mark.parametrize("end", ["commits", "is_killed"])
+def test_item7_r26_a_body_in_flight_is_reported_only_if_its_command_dies(
+    scenes: Path, root: Path, monkeypatch: pytest.MonkeyPatch, end: str
+) -> None:
+    """verify looks while a command holds the lock between its body and its event."""
+    writer = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(PAUSED_WRITER), str(root)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+        cwd=str(REPO),
+    )
+    try:
+        assert writer.stdout is not None and writer.stdin is not None
+        assert writer.stdout.readline().strip() == "body written"
+        module = sys.modules["projections.verify"]
+        looked = threading.Event()
+        real_look = module._look
+
+        def look(*args: Any) -> Any:
+            check = real_look(*args)
+            looked.set()
+            return check
+
+        monkeypatch.setattr(module, "_look", look)
+        reports: list[Any] = []
+        looking = threading.Thread(target=lambda: reports.append(verify("show", root)))
+        looking.start()
+        assert looked.wait(DEADLINE)  # the first look saw v4 on disk and not in the log
+        # A verify that does not wait for the command would end here and report v4;
+        # the right one waits whatever this bound (it only gives the wrong one time to).
+        looking.join(0.5)
+        if end == "commits":
+            writer.stdin.write("go\n")
+            writer.stdin.flush()
+        else:
+            writer.kill()
+        assert writer.wait(DEADLINE) == (0 if end == "commits" else -signal.SIGKILL)
+        looking.join(DEADLINE)
+        assert not looking.is_alive()
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+            writer.wait(DEADLINE)
+    findings = reports[0].findings
+    if end == "commits":
+        assert findings == []
+    else:  # the command died: its body is an orphan
+        assert [(f.check, Path(f.path).name) for f in findings] == [
+            ("orphan_body", f"{BATCH}.v004.json")
+        ], findings
 
 
 @pytest.mark.parametrize("kind", ["dev_zero", "fifo", "non_utf8"])
