@@ -32,7 +32,7 @@ import fasteners
 from eventstore.errors import LockTimeout, StoreIOError
 from eventstore.fsio import os_errors
 
-__all__ = ["DEFAULT_LOCK_TIMEOUT", "batch_lock", "still_held"]
+__all__ = ["DEFAULT_LOCK_TIMEOUT", "MAX_OPEN_SIDECARS", "batch_lock", "held_identity", "still_held"]
 
 DEFAULT_LOCK_TIMEOUT = 30.0
 """Seconds a command waits for its batch lock before LockTimeout."""
@@ -56,6 +56,7 @@ def _reset_after_fork() -> None:
     global _registry_guard
     _registry_guard = threading.Lock()
     _registry.clear()
+    _held.locks.clear()
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)
@@ -99,17 +100,18 @@ class _Entry:
 
 def _identity(path: Path) -> _Key:
     """The sidecar's key: (device, inode) of its folder and its name (R23)."""
+    folder, name = os.path.split(path)
     with os_errors(path, "lock"):
         try:
-            st = os.stat(path.parent)
+            st = os.stat(folder)
         except FileNotFoundError:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            st = os.stat(path.parent)
-    return st.st_dev, st.st_ino, path.name
+            os.makedirs(folder, exist_ok=True)
+            st = os.stat(folder)
+    return st.st_dev, st.st_ino, name
 
 
-def _checkout(path: Path) -> _Entry:
-    """The entry for ``path``, counted as in use until :func:`_checkin`."""
+def _checkout(path: Path) -> tuple[_Entry, _Key]:
+    """The entry for ``path`` and its key, counted as in use until :func:`_checkin`."""
     key = _identity(path)
     with _registry_guard:
         entry = _registry.pop(key, None)
@@ -119,7 +121,7 @@ def _checkout(path: Path) -> _Entry:
         entry.users += 1
         if len(_registry) > MAX_OPEN_SIDECARS:
             _close_idle()
-        return entry
+        return entry, key
 
 
 def _checkin(entry: _Entry) -> None:
@@ -131,8 +133,24 @@ def _close_idle() -> None:
     """Drop least recently used entries nobody uses (under the guard); closing an
     idle sidecar drops no lock, since nobody in this process holds it."""
     excess = len(_registry) - MAX_OPEN_SIDECARS
-    for key in [k for k, e in _registry.items() if e.users == 0][:excess]:
+    idle: list[_Key] = []
+    for key, entry in _registry.items():
+        if len(idle) == excess:
+            break
+        if entry.users == 0:
+            idle.append(key)
+    for key in idle:
         _registry.pop(key).sidecar.reopen()
+
+
+class _Held(threading.local):
+    """The locks this thread holds: path as spelled -> (entry, key)."""
+
+    def __init__(self) -> None:
+        self.locks: dict[str, tuple[_Entry, _Key]] = {}
+
+
+_held = _Held()
 
 
 def _timeout_error(path: Path, timeout: float, batch_id: str | None) -> LockTimeout:
@@ -150,16 +168,25 @@ def batch_lock(
     path: Path, *, timeout: float = DEFAULT_LOCK_TIMEOUT, batch_id: str | None = None
 ) -> Iterator[None]:
     """Hold the exclusive lock on sidecar ``path`` for the ``with`` block."""
-    entry = _checkout(path)
+    entry, key = _checkout(path)
     try:
-        with _held(entry, path, timeout, batch_id):
+        _acquire(entry, path, timeout, batch_id)
+        spelled = str(path)
+        _held.locks[spelled] = (entry, key)
+        try:
             yield
+        finally:
+            del _held.locks[spelled]
+            try:
+                entry.sidecar.release()
+            finally:
+                entry.thread_lock.release()
     finally:
         _checkin(entry)
 
 
-@contextmanager
-def _held(entry: _Entry, path: Path, timeout: float, batch_id: str | None) -> Iterator[None]:
+def _acquire(entry: _Entry, path: Path, timeout: float, batch_id: str | None) -> None:
+    """Take the thread lock, then the POSIX lock on the sidecar that is at ``path`` now."""
     thread_lock, process_lock = entry.thread_lock, entry.sidecar
     deadline = time.monotonic() + timeout
     if not thread_lock.acquire(timeout=max(timeout, 0.0)):
@@ -185,16 +212,19 @@ def _held(entry: _Entry, path: Path, timeout: float, batch_id: str | None) -> It
             if not got:
                 raise _timeout_error(path, timeout, batch_id)
             if process_lock.is_current():
-                break
+                return
             # The sidecar was deleted or replaced while we waited: lock the new one.
             process_lock.release()
             process_lock.reopen()
-        try:
-            yield
-        finally:
-            process_lock.release()
-    finally:
+    except BaseException:
         thread_lock.release()
+        raise
+
+
+def held_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the folder of ``path`` when this thread holds its lock, else None."""
+    found = _held.locks.get(str(path))
+    return None if found is None else found[1][:2]
 
 
 def still_held(path: Path) -> bool:
@@ -203,9 +233,5 @@ def still_held(path: Path) -> bool:
     False when the sidecar was deleted or replaced while held: another writer
     may then hold a lock on the new file, and nothing may be written.
     """
-    try:
-        key = _identity(path)
-    except StoreIOError:
-        return False
-    entry = _registry.get(key)
-    return entry is not None and entry.sidecar.acquired and entry.sidecar.is_current()
+    found = _held.locks.get(str(path))
+    return found is not None and found[0].sidecar.acquired and found[0].sidecar.is_current()
