@@ -390,7 +390,7 @@ class _BatchCheck:
                 path,
                 None,
                 "view is not a regular file",
-                "replace it with a regular file or remove the odd entry by hand, then " + _REPAIR,
+                "move the odd entry aside (the view is only a cache), then " + _REPAIR,
             )
             return
         self.view_bytes = _read_small(path)
