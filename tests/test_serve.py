@@ -252,6 +252,7 @@ def test_issue14_openapi_document_and_board_files(server: BackgroundServer) -> N
         ("/v1/projects/show/batches/ep_001_BATCH_001/versions/-1/body", 400),
         ("/v1/projects/show/events?batch=../x", 400),
         ("/v1/projects/show/events?types=deleted", 400),
+        ("/v1/projects/no_such_show/events", 404),
     ],
 )
 def test_issue14_path_parameters_follow_the_id_grammars(
@@ -569,6 +570,23 @@ def test_issue14_stream_filters_by_type_episode_and_batch(
     finally:
         for s in streams.values():
             s.close()
+
+
+def test_issue14_a_damaged_log_ends_the_stream_with_an_error_event(
+    http: httpx.Client, store_root: Path
+) -> None:
+    """The watcher stops rather than skip (R18); subscribers are told, not left hanging."""
+    stream = SSE(http, "/events")
+    try:
+        stream.frame()
+        with open(Layout.of("show", store_root).batch(OTHER).log, "ab") as log:
+            log.write(b"this is not an event\n")
+        frame = stream.event()
+        assert frame["event"] == "error" and "DamagedLog" in json.loads(frame["data"])["error"]
+        with pytest.raises(AssertionError, match="the stream ended"):
+            stream.frame()
+    finally:
+        stream.close()
 
 
 def test_issue14_heartbeats_keep_an_idle_stream_open(store_root: Path) -> None:

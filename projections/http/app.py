@@ -61,6 +61,7 @@ __all__ = ["ServeConfig", "create_app"]
 
 BOARD_DIR = Path(__file__).resolve().parent.parent / "board"
 IMMUTABLE = "public, max-age=31536000, immutable"
+MAX_PROJECTS = 256
 CSV_FIELDS = ["batch_id", "seq", "type", "from_version", "to_version", "actor", "at", "reason"]
 
 
@@ -120,7 +121,9 @@ def _projection(state: State, project: str) -> Projection:
     project = validate_project(project)
     view = views.get(project)
     if view is None:
-        view = views[project] = Projection(project, root=state.config.root)
+        view = Projection(project, root=state.config.root)
+        if len(views) < MAX_PROJECTS:  # any well-formed name is asked for: keep the cache bounded
+            views[project] = view
     return view
 
 
