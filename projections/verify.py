@@ -18,7 +18,9 @@ Invariants:
   log's end) is reported only when two looks at the batch, the second taken
   while no writer held the batch's lock, both show it. The lock is observed,
   never taken (R22): through ``/proc/locks`` where the system has it, else by
-  letting ``SETTLE`` seconds pass between the looks.
+  letting ``SETTLE`` seconds pass between the looks. A batch whose end is
+  still moving, or whose lock is still held, after 10 s gets one ``busy``
+  warning instead of those findings.
 - No advice ever says to delete a file: an orphan body may be kept or
   archived; a body that an unimported manifest names is not an orphan.
 - Bodies are read only when they are regular files of at most
@@ -594,24 +596,24 @@ def _settled(paths: BatchPaths, log: FileLog) -> tuple[_BatchCheck, list[Finding
     start = time.monotonic()
     previous = _look(paths, log)
     while previous.in_flight_candidates():
-        free = _lock_free(paths.lock)
         waited = time.monotonic() - start
+        if waited >= _GIVE_UP:
+            busy = Finding(
+                paths.batch_id,
+                "busy",
+                str(paths.lock),
+                None,
+                f"the batch was written to (or its lock held) throughout {waited:.0f}s of "
+                "looking: its end could not be checked",
+                "run verify again; if it persists, find the process holding the batch's lock",
+                "warning",
+            )
+            return previous, [*previous.damage(), busy]
+        free = _lock_free(paths.lock)
         if free is None:
             free = waited >= SETTLE
         if not free:
-            if waited >= _GIVE_UP:
-                held = Finding(
-                    paths.batch_id,
-                    "lock_held",
-                    str(paths.lock),
-                    None,
-                    f"the batch's lock was held throughout {waited:.0f}s of looking: a command "
-                    "in flight, or a hung process",
-                    "run verify again; if it persists, find the process holding the lock",
-                    "warning",
-                )
-                return previous, [*previous.damage(), held]
-            time.sleep(_POLL)
+            time.sleep(_POLL)  # a writer holds the lock: give it the processor
             continue
         current = _look(paths, log)
         before = {_key(f) for f in previous.in_flight_candidates()}
