@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 httpx = pytest.importorskip("httpx", reason="the serve tests need the test extra (httpx)")
@@ -23,7 +24,7 @@ from eventstore import SceneVersionStore  # noqa: E402
 from eventstore.layout import Layout  # noqa: E402
 from projections import Projection  # noqa: E402
 from projections.cli import cli  # noqa: E402
-from projections.http import BackgroundServer, ServeConfig  # noqa: E402
+from projections.http import BackgroundServer, ServeConfig, shapes  # noqa: E402
 from projections.http.stream import Item, StreamFilter, Subscriber, sse_frame  # noqa: E402
 from tests.helpers import DEADLINE, REPO, child_env, scene, snapshot  # noqa: E402
 
@@ -232,6 +233,40 @@ def test_issue14_openapi_document_and_board_files(server: BackgroundServer) -> N
             assert "http://" not in r.text and "https://" not in r.text  # nothing from the internet
         assert "http" not in page.text.replace('content="', "")
         assert client.get("/board/../http/app.py").status_code == 404
+
+
+def test_issue14_every_json_body_is_the_shape_the_openapi_document_publishes(
+    server: BackgroundServer,
+) -> None:
+    """Each answer decodes strictly (unknown fields refused) into the Struct /schema names."""
+    cases: list[tuple[str, Any, str]] = [
+        ("/batches", list[shapes.BatchRow], "200"),
+        (f"/batches/{FRESH}", shapes.ManifestBody, "200"),
+        (f"/batches/{FRESH}?at_seq=2", shapes.ManifestBody, "200"),
+        (f"/batches/{FRESH}/gate", shapes.GateBody, "200"),
+        (f"/batches/{BLOCKED}/gate", shapes.GateBody, "409"),
+        (f"/batches/{FRESH}/history", list[shapes.Event], "200"),
+        (f"/batches/{FRESH}/diff?a=1&b=3", shapes.DiffBody, "200"),
+        (f"/batches/{FRESH}/versions/3/body", shapes.SceneBody, "200"),
+        ("/audit?type=appended,conformed,reverted,derived", list[shapes.AuditRow], "200"),
+        (f"/batches/{MISSING}/gate", shapes.ErrorBody, "404"),
+        ("/batches?episode=x", shapes.ErrorBody, "400"),
+    ]
+    with httpx.Client(base_url=server.url, timeout=DEADLINE) as client:
+        schema = client.get("/schema/openapi.json").json()
+        for path, shape, status in cases:
+            r = client.get("/v1/projects/show" + path)
+            assert str(r.status_code) == status, path
+            decoded = msgspec.json.decode(r.content, type=shape, strict=True)
+            assert decoded, path
+            route = "/v1/projects/{project}" + path.split("?")[0].replace(FRESH, "{batch_id}")
+            route = route.replace(BLOCKED, "{batch_id}").replace(MISSING, "{batch_id}")
+            route = route.replace("/versions/3/", "/versions/{version}/")
+            published = schema["paths"][route]["get"]["responses"][status]
+            assert "application/json" in published["content"], (path, status)
+    names = set(schema["components"]["schemas"])
+    assert {"BatchRow", "ManifestBody", "GateBody", "DiffBody", "AuditRow", "ErrorBody"} <= names
+    assert {"Appended", "Conformed", "Reverted", "Derived", "VersionEntry"} <= names
 
 
 # ── ids and paths ──────────────────────────────────────────────────────────────

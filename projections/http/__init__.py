@@ -5,8 +5,9 @@
     serve(ServeConfig(...), host="127.0.0.1", port=8750)                  # uvicorn, blocking
 
 Needs the ``serve`` extra (litestar, uvicorn). ``app`` holds the routes over
-``Projection`` (read-only by construction), ``stream`` one watcher per
-project fanned out to SSE subscribers, ``security`` the bearer token. The
+``Projection`` (read-only by construction), ``shapes`` the Structs the
+OpenAPI document (``/schema``) publishes for each body, ``stream`` one watcher
+per project fanned out to SSE subscribers, ``security`` the bearer token. The
 board page is static files in ``projections/board/`` (no build step, nothing
 loaded from the internet).
 """

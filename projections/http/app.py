@@ -23,6 +23,7 @@ import csv
 import io
 import os
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,7 +31,7 @@ import msgspec
 from litestar import Litestar, Request, Response, get
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
-from litestar.openapi import OpenAPIConfig
+from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import Stream
 from litestar.static_files import create_static_files_router
@@ -54,6 +55,16 @@ from eventstore.layout import (
 )
 from projections import render
 from projections.http.security import token_middleware
+from projections.http.shapes import (
+    AuditRow,
+    BatchRow,
+    DiffBody,
+    ErrorBody,
+    Event,
+    GateBody,
+    ManifestBody,
+    SceneBody,
+)
 from projections.http.stream import HEARTBEAT_SECONDS, Hub, StreamFilter
 from projections.projection import Projection
 
@@ -109,6 +120,16 @@ def _json(value: Any, status: int = 200, headers: dict[str, str] | None = None) 
     )
 
 
+def _raw(
+    content: bytes, media_type: str | None, headers: dict[str, str] | None = None, status: int = 200
+) -> Response[Any]:
+    return Response(content=content, media_type=media_type, headers=headers, status_code=status)
+
+
+def _errors(*codes: int) -> dict[int, ResponseSpec]:
+    return {code: ResponseSpec(ErrorBody, description=HTTPStatus(code).phrase) for code in codes}
+
+
 def _not_found(message: str) -> Response[Any]:
     return _json({"error": message, "type": "NotFound"}, 404)
 
@@ -155,14 +176,14 @@ def _types(text: str | None) -> tuple[str, ...] | None:
 # ── routes ──────────────────────────────────────────────────────────────────
 
 
-@get("/v1/projects/{project:str}/batches", sync_to_thread=True)
+@get("/v1/projects/{project:str}/batches", sync_to_thread=True, responses=_errors(400))
 def list_batches(
     state: State,
     project: FromPath[str],
     episode: FromQuery[str | None] = None,
     pending: FromQuery[bool] = False,
     candidates: FromQuery[bool] = False,
-) -> Response[Any]:
+) -> Response[list[BatchRow]]:
     """Every batch with a log: active version, state, downstream, gate, newest, awaiting."""
     view = _projection(state, project)
     if pending and candidates:
@@ -173,7 +194,11 @@ def list_batches(
     return _json([s.to_dict() for s in pick(episode)])
 
 
-@get("/v1/projects/{project:str}/batches/{batch_id:str}", sync_to_thread=True)
+@get(
+    "/v1/projects/{project:str}/batches/{batch_id:str}",
+    sync_to_thread=True,
+    responses=_errors(400, 404),
+)
 def batch_manifest(
     request: Request[Any, Any, Any],
     state: State,
@@ -181,7 +206,7 @@ def batch_manifest(
     batch_id: FromPath[str],
     at: FromQuery[str | None] = None,
     at_seq: FromQuery[int | None] = None,
-) -> Response[Any]:
+) -> Response[ManifestBody]:
     """The manifest plus ``fresh``; ETag ``"<seq>"``; ``?at=`` / ``?at_seq=`` for the past."""
     view = _projection(state, project)
     batch_id = validate_batch_id(batch_id)
@@ -195,12 +220,16 @@ def batch_manifest(
     etag = f'"{manifest.seq}"'
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
     if _matches(request, etag):
-        return Response(content=b"", status_code=304, headers=headers)
+        return _raw(b"", None, headers, 304)
     return _json({**manifest.to_dict(), "fresh": manifest.is_fresh}, headers=headers)
 
 
-@get("/v1/projects/{project:str}/batches/{batch_id:str}/gate", sync_to_thread=True)
-def batch_gate(state: State, project: FromPath[str], batch_id: FromPath[str]) -> Response[Any]:
+@get(
+    "/v1/projects/{project:str}/batches/{batch_id:str}/gate",
+    sync_to_thread=True,
+    responses={409: ResponseSpec(GateBody, description="blocked"), **_errors(400, 404)},
+)
+def batch_gate(state: State, project: FromPath[str], batch_id: FromPath[str]) -> Response[GateBody]:
     """200 when dispatch may go ahead, 409 when blocked (with why), 404 for an unknown batch."""
     view = _projection(state, project)
     batch_id = validate_batch_id(batch_id)
@@ -216,8 +245,14 @@ def batch_gate(state: State, project: FromPath[str], batch_id: FromPath[str]) ->
     return _json(body, 200 if fresh else 409, {"Cache-Control": "no-cache"})
 
 
-@get("/v1/projects/{project:str}/batches/{batch_id:str}/history", sync_to_thread=True)
-def batch_history(state: State, project: FromPath[str], batch_id: FromPath[str]) -> Response[Any]:
+@get(
+    "/v1/projects/{project:str}/batches/{batch_id:str}/history",
+    sync_to_thread=True,
+    responses=_errors(400, 404),
+)
+def batch_history(
+    state: State, project: FromPath[str], batch_id: FromPath[str]
+) -> Response[list[Event]]:
     """Every event of the batch in seq order (the objects of ``history --json``)."""
     view = _projection(state, project)
     batch_id = validate_batch_id(batch_id)
@@ -225,14 +260,18 @@ def batch_history(state: State, project: FromPath[str], batch_id: FromPath[str])
     return _json([e.to_dict() for e in view.history(batch_id)])
 
 
-@get("/v1/projects/{project:str}/batches/{batch_id:str}/diff", sync_to_thread=True)
+@get(
+    "/v1/projects/{project:str}/batches/{batch_id:str}/diff",
+    sync_to_thread=True,
+    responses=_errors(400, 404),
+)
 def batch_diff(
     state: State,
     project: FromPath[str],
     batch_id: FromPath[str],
     a: FromQuery[str],
     b: FromQuery[str],
-) -> Response[Any]:
+) -> Response[DiffBody]:
     """Shot-level differences from version ``a`` to ``b`` (immutable: bodies never change)."""
     view = _projection(state, project)
     batch_id = validate_batch_id(batch_id)
@@ -243,6 +282,7 @@ def batch_diff(
 @get(
     "/v1/projects/{project:str}/batches/{batch_id:str}/versions/{version:str}/body",
     sync_to_thread=True,
+    responses=_errors(400, 404),
 )
 def version_body(
     request: Request[Any, Any, Any],
@@ -250,7 +290,7 @@ def version_body(
     project: FromPath[str],
     batch_id: FromPath[str],
     version: FromPath[str],
-) -> Response[Any]:
+) -> Response[SceneBody]:
     """The version's scene JSON as stored; ETag = its structure fingerprint."""
     view = _projection(state, project)
     batch_id = validate_batch_id(batch_id)
@@ -265,12 +305,12 @@ def version_body(
     etag = f'"{entry.structure_fingerprint}"'
     headers = {"ETag": etag, "Cache-Control": IMMUTABLE}
     if _matches(request, etag):
-        return Response(content=b"", status_code=304, headers=headers)
+        return _raw(b"", None, headers, 304)
     body = view.body(batch_id, number).to_json()
-    return Response(content=body, media_type="application/json", headers=headers)
+    return _raw(body, "application/json", headers)
 
 
-@get("/v1/projects/{project:str}/audit", sync_to_thread=True)
+@get("/v1/projects/{project:str}/audit", sync_to_thread=True, responses=_errors(400))
 def project_audit(
     request: Request[Any, Any, Any],
     state: State,
@@ -280,7 +320,7 @@ def project_audit(
     until: FromQuery[str | None] = None,
     kinds: Annotated[str | None, QueryParameter(name="type")] = None,
     by: FromQuery[str | None] = None,
-) -> Response[Any]:
+) -> Response[list[AuditRow]]:
     """Pointer moves (or ``type=``) across the project; CSV with ``Accept: text/csv``."""
     view = _projection(state, project)
     rows = view.audit(
@@ -297,10 +337,10 @@ def project_audit(
     writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(r.to_dict() for r in rows)
-    return Response(content=out.getvalue(), media_type="text/csv; charset=utf-8")
+    return _raw(out.getvalue().encode(), "text/csv; charset=utf-8")
 
 
-@get("/v1/projects/{project:str}/events")
+@get("/v1/projects/{project:str}/events", responses=_errors(400, 404))
 async def project_events(
     request: Request[Any, Any, Any],
     state: State,
