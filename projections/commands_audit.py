@@ -1,4 +1,4 @@
-"""The audit subcommands: diff, audit, verify, import."""
+"""The audit subcommands: diff, audit, verify, heads, import."""
 
 from __future__ import annotations
 
