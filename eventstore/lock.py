@@ -50,12 +50,15 @@ _registry_guard = threading.Lock()
 # Keyed on the sidecar's identity (device and inode of its folder, its name),
 # never on a path string: every spelling of a root reaches one lock (R23).
 _registry: dict[_Key, _Entry] = {}
+_KEYS_LIMIT = 4096
+_keys: dict[str, _Key] = {}  # path as spelled -> key, checked through is_current
 
 
 def _reset_after_fork() -> None:
     global _registry_guard
     _registry_guard = threading.Lock()
     _registry.clear()
+    _keys.clear()
     _held.locks.clear()
 
 
@@ -101,23 +104,43 @@ class _Entry:
 def _identity(path: Path) -> _Key:
     """The sidecar's key: (device, inode) of its folder and its name (R23)."""
     folder, name = os.path.split(path)
-    with os_errors(path, "lock"):
-        try:
-            st = os.stat(folder)
-        except FileNotFoundError:
-            os.makedirs(folder, exist_ok=True)
-            st = os.stat(folder)
+    try:
+        st = os.stat(folder)
+    except OSError:
+        with os_errors(path, "lock"):  # raises StoreIOError unless the folder is missing
+            try:
+                raise
+            except FileNotFoundError:
+                os.makedirs(folder, exist_ok=True)
+                st = os.stat(folder)
     return st.st_dev, st.st_ino, name
 
 
-def _checkout(path: Path) -> tuple[_Entry, _Key]:
-    """The entry for ``path`` and its key, counted as in use until :func:`_checkin`."""
+def _checkout(path: Path, spelled: str) -> tuple[_Entry, _Key]:
+    """The entry for ``path`` and its key, counted as in use until :func:`_checkin`.
+
+    A spelling seen before skips the stat when its entry has a sidecar open:
+    :func:`_acquire` then finds out through ``is_current`` if the folder was
+    replaced since, and the caller looks the spelling up again.
+    """
+    key = _keys.get(spelled)
+    if key is not None:
+        with _registry_guard:
+            entry = _registry.pop(key, None)
+            if entry is not None:
+                _registry[key] = entry  # most recently used last
+                if entry.sidecar.lockfile is not None:
+                    entry.users += 1
+                    return entry, key
     key = _identity(path)
+    if len(_keys) >= _KEYS_LIMIT:
+        _keys.clear()
+    _keys[spelled] = key
     with _registry_guard:
         entry = _registry.pop(key, None)
         if entry is None:
             entry = _Entry(path)
-        _registry[key] = entry  # most recently used last
+        _registry[key] = entry
         entry.users += 1
         if len(_registry) > MAX_OPEN_SIDECARS:
             _close_idle()
@@ -168,10 +191,20 @@ def batch_lock(
     path: Path, *, timeout: float = DEFAULT_LOCK_TIMEOUT, batch_id: str | None = None
 ) -> Iterator[None]:
     """Hold the exclusive lock on sidecar ``path`` for the ``with`` block."""
-    entry, key = _checkout(path)
+    spelled = str(path)
+    deadline = time.monotonic() + timeout
+    while True:
+        entry, key = _checkout(path, spelled)
+        try:
+            locked = _acquire(entry, path, key, deadline, timeout, batch_id)
+        except BaseException:
+            _checkin(entry)
+            raise
+        if locked:
+            break
+        _checkin(entry)  # the folder at ``path`` was replaced: look it up again
+        _keys.pop(spelled, None)
     try:
-        _acquire(entry, path, timeout, batch_id)
-        spelled = str(path)
         _held.locks[spelled] = (entry, key)
         try:
             yield
@@ -185,11 +218,15 @@ def batch_lock(
         _checkin(entry)
 
 
-def _acquire(entry: _Entry, path: Path, timeout: float, batch_id: str | None) -> None:
-    """Take the thread lock, then the POSIX lock on the sidecar that is at ``path`` now."""
+def _acquire(
+    entry: _Entry, path: Path, key: _Key, deadline: float, timeout: float, batch_id: str | None
+) -> bool:
+    """Take the thread lock, then the POSIX lock on the sidecar that is at ``path`` now.
+
+    False (nothing held) when the folder at ``path`` is no longer the one ``key`` names.
+    """
     thread_lock, process_lock = entry.thread_lock, entry.sidecar
-    deadline = time.monotonic() + timeout
-    if not thread_lock.acquire(timeout=max(timeout, 0.0)):
+    if not thread_lock.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
         raise _timeout_error(path, timeout, batch_id)
     try:
         # Another spelling of the same folder reaches the same sidecar: check it
@@ -197,6 +234,9 @@ def _acquire(entry: _Entry, path: Path, timeout: float, batch_id: str | None) ->
         process_lock.path = str(path)
         while True:
             if process_lock.lockfile is not None and not process_lock.is_current():
+                if _identity(path) != key:
+                    thread_lock.release()
+                    return False
                 process_lock.reopen()  # the sidecar kept open was deleted or replaced
             remaining = max(deadline - time.monotonic(), 0.0)
             try:
@@ -212,12 +252,16 @@ def _acquire(entry: _Entry, path: Path, timeout: float, batch_id: str | None) ->
             if not got:
                 raise _timeout_error(path, timeout, batch_id)
             if process_lock.is_current():
-                return
+                return True
             # The sidecar was deleted or replaced while we waited: lock the new one.
             process_lock.release()
+            if _identity(path) != key:
+                thread_lock.release()
+                return False
             process_lock.reopen()
     except BaseException:
-        thread_lock.release()
+        if thread_lock.locked():
+            thread_lock.release()
         raise
 
 

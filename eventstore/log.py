@@ -240,7 +240,13 @@ _cache: dict[tuple[int, int, str], _Cached] = {}
 
 
 def _clear_cache() -> None:
+    global _heads_guard
     _cache.clear()
+    _heads_guard = threading.Lock()
+    for fd in _head_fds.values():
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _head_fds.clear()
 
 
 os.register_at_fork(after_in_child=_clear_cache)
@@ -460,24 +466,40 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 _HEAD_RECORD = b"%020d %s\n"
+_HEADS_OPEN = 32
+"""Head records one process keeps open; the least recently written are closed beyond."""
+
+_heads_guard = threading.Lock()
+_head_fds: dict[str, int] = {}
 
 
 def _record_head(path: Path, seq: int, digest: str) -> None:
     """Overwrite the head record in place (fixed length: one small ``pwrite``).
 
-    Best effort: a record that could not be written is only stale.
+    Best effort: a record that could not be written is only stale. The fd is
+    used and closed only under the guard, so it is never a number reused by
+    another open meanwhile.
     """
     record = _HEAD_RECORD % (seq, digest.encode())
-    with contextlib.suppress(OSError):
+    name = str(path)
+    with _heads_guard:
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
-        except FileNotFoundError:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
-        try:
+            fd = _head_fds.pop(name, None)
+            if fd is not None and os.fstat(fd).st_nlink == 0:  # deleted behind us
+                os.close(fd)
+                fd = None
+            if fd is None:
+                try:
+                    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                except FileNotFoundError:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            _head_fds[name] = fd
+            while len(_head_fds) > _HEADS_OPEN:
+                os.close(_head_fds.pop(next(iter(_head_fds))))
             os.pwrite(fd, record, 0)
-        finally:
-            os.close(fd)
+        except OSError:
+            pass
 
 
 def read_head_record(path: Path) -> tuple[int, str] | None:
