@@ -156,11 +156,15 @@ def _exchange(tmp: Path, path: Path) -> bool:
     raise OSError(code, os.strerror(code), str(path))
 
 
-def replace_atomic(path: Path, data: bytes | list[bytes], *, durable: bool = False) -> None:
+def replace_atomic(
+    path: Path, data: bytes | list[bytes], *, durable: bool = False
+) -> os.stat_result | None:
     """Replace ``path`` with ``data`` atomically (temp file + rename).
 
     With ``durable`` the temp file and the folder are fsync'd too; caches such
     as views skip it, since a lost or torn cache is rebuilt from the log.
+    Returns the stat of the file written, taken after the swap (which changes
+    its ctime), or None when another file was already at ``path`` by then.
     """
     with os_errors(path, "write"):
         tmp = _tmp_name(path)
@@ -170,11 +174,16 @@ def replace_atomic(path: Path, data: bytes | list[bytes], *, durable: bool = Fal
                 _write_all(fd, data)
                 if durable:
                     os.fsync(fd)
+                inode = os.fstat(fd).st_ino
             finally:
+                # Closed before the swap: closing a file that replaced another one
+                # makes ext4 flush it (auto_da_alloc), which costs as much as an fsync.
                 os.close(fd)
             swapped = _exchange(tmp, path)
             if not swapped:
                 os.replace(tmp, path)
+            after = os.stat(path)
+            written = after if after.st_ino == inode else None
         except BaseException:
             _remove_quietly(tmp)
             raise
@@ -183,6 +192,7 @@ def replace_atomic(path: Path, data: bytes | list[bytes], *, durable: bool = Fal
         if swapped:
             # ``tmp`` now names the old bytes; readers that opened it keep them.
             _remove_quietly(tmp)
+        return written
 
 
 def replace_unless_newer(path: Path, data: bytes, newer: Callable[[bytes], bool]) -> bool:

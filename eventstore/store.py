@@ -91,9 +91,16 @@ class _Listing:
     def highest_of(self, batch_id: str) -> int:
         known = self.highest.get(batch_id)
         if known is None:
-            pattern = rf"^{re.escape(batch_id)}\.v([0-9]{{3}}|[1-9][0-9]{{3,}})\.json$"
-            found = re.findall(pattern, self.names, re.MULTILINE)
-            known = self.highest[batch_id] = max(map(int, found), default=0)
+            # v1000 and up first (few), else the largest three-digit name, compared as
+            # text in C: no per-name Python work in a folder of thousands of bodies.
+            prefix = "^" + re.escape(batch_id) + r"\.v"
+            long = re.findall(prefix + r"([1-9][0-9]{3,})\.json$", self.names, re.MULTILINE)
+            if long:
+                known = max(map(int, long))
+            else:
+                short = re.findall(prefix + r"([0-9]{3})\.json$", self.names, re.MULTILINE)
+                known = int(max(short, default="000"))
+            self.highest[batch_id] = known
         return known
 
 
@@ -744,4 +751,4 @@ class SceneVersionStore:
     @staticmethod
     def _commit(session: LogSession, paths: BatchPaths, events: list[Event]) -> None:
         session.append(events)
-        write_view(paths.view, session.fold.view_chunks())
+        write_view(paths.view, session.fold.view_chunks(), seq=session.fold.seq)

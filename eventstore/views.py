@@ -73,19 +73,58 @@ __all__ = [
 logger = logging.getLogger("scenelog")
 
 
-def write_view(path: Path, manifest: Manifest | bytes | list[bytes]) -> bool:
+def write_view(
+    path: Path, manifest: Manifest | bytes | list[bytes], *, seq: int | None = None
+) -> bool:
     """Rewrite the view; a failure is logged, not raised (the log is the truth).
+
+    ``seq`` is the seq the bytes reflect (taken from ``manifest`` when it is
+    one): the file written is remembered by identity, so the next command of
+    this process recognizes it without reading it back (see :func:`check_view`).
 
     Crash at each step: before the swap, a stray temp file at most (removed on
     every error path) and the old view; after, the new view.
     """
-    data = encode_manifest(manifest) if isinstance(manifest, Manifest) else manifest
+    if isinstance(manifest, Manifest):
+        data: bytes | list[bytes] = encode_manifest(manifest)
+        seq = manifest.seq
+    else:
+        data = manifest
     try:
-        replace_atomic(path, data)
+        written = replace_atomic(path, data)
     except OSError as e:
         logger.warning("could not rewrite view %s (%s); readers fold the log instead", path, e)
         return False
+    if seq is not None and written is not None:
+        if len(_written) >= _MAX_WRITTEN:
+            _written.clear()
+        _written[(written.st_dev, written.st_ino)] = (_stamp(written), seq)
     return True
+
+
+_MAX_WRITTEN = 4096
+# Views this process wrote, by file identity: (size, mtime, ctime) and the seq.
+_written: dict[tuple[int, int], tuple[tuple[int, int, int], int]] = {}
+os.register_at_fork(after_in_child=_written.clear)
+
+
+def _stamp(st: os.stat_result) -> tuple[int, int, int]:
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def _written_here(path: Path, seq: int) -> bool:
+    """Whether the view at ``path`` is the very file this process wrote for ``seq``, unchanged.
+
+    The file is named by its identity, held by the view name since the write
+    (a replacement by another tool is a new inode, allocated while ours still
+    existed), and any write to it moves its mtime and ctime.
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    known = _written.get((st.st_dev, st.st_ino))
+    return known is not None and known == (_stamp(st), seq)
 
 
 def _ours(data: bytes) -> Manifest | None:
@@ -171,13 +210,17 @@ def read_view(path: Path) -> Manifest | None:
 def check_view(paths: BatchPaths, current: Fold, history: Callable[[], list[Event]]) -> None:
     """R29, under the batch lock: ForeignView unless the view is scenelog's for this log.
 
-    The view must be missing, a damaged cache (not manifest-like), or exactly
+    The view must be the file this process wrote for the log's seq (known by
+    identity and stamp, not read back), missing, a damaged cache (not
+    manifest-like), or exactly
     the bytes of the fold of the log at the view's own ``seq``: ``current``'s
     bytes when the view is up to date, else the fold of the first ``seq``
     events (``history()`` is read only then: a writer that died between its
     line and its view). A view of a higher seq than the log (a log restored
     from an older backup) is left to the command, which replaces it (R17).
     """
+    if _written_here(paths.view, current.seq):
+        return
     data = _read_bytes(paths.view)
     if data is None or data == current.view_bytes():
         return
