@@ -1,13 +1,32 @@
 """SceneVersionStore: the four commands of a batch, each one append to its log.
 
 Every command validates its arguments before touching the disk (R2), takes
-the batch lock, checks itself against the state folded from the log under
-that lock (R14), appends all its events with one write (R20), then rewrites
-the view (R17). Nothing here moves the pointer but ``conform`` and
-``revert``; nothing edits a body once written.
+the reference's ``<batch>.versions.lock`` when it exists and then the batch
+lock (R29), checks itself against the state folded from the log under those
+locks (R14), appends all its events with one write (R20), then rewrites the
+view (R17). Nothing here moves the pointer but ``conform`` and ``revert``;
+nothing edits a body once written.
+
+Invariants:
+- R25: every input is checked before the first byte is written — ids,
+  choices, versions (ints, never bools or floats), text that encodes as
+  UTF-8 (argv and the environment hold undecodable bytes as surrogates), the
+  scene's JSON form (encoded once, and those bytes are what is written), and,
+  under the lock but before any body, that a ``parent_version`` is registered
+  (the flat body a Case B command registers counts as v1). A refused command
+  leaves no body, no flat file and no event.
+- Under the locks and before anything is written: a batch without events is
+  checked for a reference manifest or a lost log (R21), a batch with events
+  for a ``versions.json`` changed by another tool (R29, ForeignView).
+- R8 is exact at the moment of the command, in every process: the highest
+  ``.vNNN.json`` on disk comes from a listing of the scenes folder, reused
+  only while the folder's mtime is unchanged and older than the clock's
+  granularity at the time of the listing (see ``_list_folder``). Caches are
+  keyed on file identity (device, inode), never on a path's spelling (R23).
 
 Crash at each step of ``write_scene_candidate``: before the body, nothing;
-after the body, an orphan body that the next numbering skips (R8, R9);
+after the body, an orphan body that the next numbering skips (R8, R9) — for
+a first write, a flat body that the next write registers as legacy v1;
 during the event line, a torn tail the next writer removes (R18); after the
 line's fsync, committed — a missing or stale view is refolded by readers.
 """
@@ -278,8 +297,10 @@ class SceneVersionStore:
         same structure fingerprint is returned instead (R7).
 
         Invariants: arguments and identity are checked before any disk access
-        (R1, R2); the body is durable before its event (R9); N skips orphan
-        bodies (R8); the body is never overwritten (VersionBodyExists).
+        (R1, R2), and every input before anything durable, the parent's
+        registration included (R25, InvalidInput); the body is durable before
+        its event (R9); N skips orphan bodies (R8); the body is never
+        overwritten (VersionBodyExists).
         """
         return self.write_candidate(
             requested_batch_id,

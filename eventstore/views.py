@@ -295,8 +295,8 @@ def reference_lock_path(paths: BatchPaths) -> Path:
     return paths.scenes_dir / f"{paths.batch_id}.versions.lock"
 
 
-_POLL_FIRST = 0.0002
-_POLL_MAX = 0.005
+_POLL_FIRST = 0.0001
+_POLL_MAX = 0.001
 
 
 @contextlib.contextmanager
@@ -348,8 +348,9 @@ def _flock(fd: int, path: Path, timeout: float, batch_id: str) -> None:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise LockTimeout(
-                f"batch {batch_id} is locked by a reference-era tool: waited {timeout:g}s for "
-                f"{path}; let that tool finish, or find the hung process holding the lock",
+                f"batch {batch_id} is locked: waited {timeout:g}s for the reference lock "
+                f"{path}, held by a reference-era tool or another command; retry when it is "
+                "done, or find the hung process holding it",
                 path=str(path),
                 timeout=timeout,
                 batch_id=batch_id,
