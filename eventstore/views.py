@@ -115,9 +115,11 @@ def _stamp(st: os.stat_result) -> tuple[int, int, int]:
 def _written_here(path: Path, seq: int) -> bool:
     """Whether the view at ``path`` is the very file this process wrote for ``seq``, unchanged.
 
-    The file is named by its identity, held by the view name since the write
-    (a replacement by another tool is a new inode, allocated while ours still
-    existed), and any write to it moves its mtime and ctime.
+    The file is known by identity (device, inode) and stamp (size, mtime,
+    ctime): any write to it or replacement of it changes one of them, except
+    a change of the same size within the same clock tick as this process's
+    write — the one change this shortcut cannot see. The reference rewrites
+    by rename, under the lock this process held while writing its view.
     """
     try:
         st = os.stat(path)
