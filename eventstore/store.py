@@ -111,13 +111,14 @@ class _Listing:
         known = self.highest.get(batch_id)
         if known is None:
             # v1000 and up first (few), else the largest three-digit name, compared as
-            # text in C: no per-name Python work in a folder of thousands of bodies.
-            prefix = "^" + re.escape(batch_id) + r"\.v"
-            long = re.findall(prefix + r"([1-9][0-9]{3,})\.json$", self.names, re.MULTILINE)
+            # text: no per-name Python work in a folder of thousands of bodies. Each
+            # name sits between newlines; a literal start lets the regex skip ahead.
+            prefix = "\n" + re.escape(batch_id) + r"\.v"
+            long = re.findall(prefix + r"([1-9][0-9]{3,})\.json(?=\n)", self.names)
             if long:
                 known = max(map(int, long))
             else:
-                short = re.findall(prefix + r"([0-9]{3})\.json$", self.names, re.MULTILINE)
+                short = re.findall(prefix + r"([0-9]{3})\.json(?=\n)", self.names)
                 known = int(max(short, default="000"))
             self.highest[batch_id] = known
         return known
@@ -171,7 +172,7 @@ def _list_folder(folder: Path) -> _Listing:
     mtime = st.st_mtime_ns
     if mtime % 1_000_000 == 0:
         granularity = 2_000_000_000
-    listing = _Listing(mtime, mtime + granularity <= now, "\n".join(names))
+    listing = _Listing(mtime, mtime + granularity <= now, "\n" + "\n".join(names) + "\n")
     if len(_disk_seen) >= _MAX_CACHED:
         _disk_seen.clear()
     _disk_seen[(st.st_dev, st.st_ino)] = listing
