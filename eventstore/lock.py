@@ -11,6 +11,14 @@ the one at the path, so a deleted or replaced sidecar is reopened rather than
 silently excluding nobody. Only this module imports fasteners.
 
 Invariants:
+- R23: locks are keyed on the sidecar's identity — device and inode of its
+  folder, and its name — never on the path string, so every spelling of a
+  root (relative, ``..``, a symlink, a bind mount) reaches one thread lock and
+  one fasteners instance. The key of a spelling is remembered; a folder
+  replaced since is found by the ``is_current`` check and looked up again.
+- Item 18: at most ``MAX_OPEN_SIDECARS`` sidecars stay open; beyond that the
+  least recently used ones that no thread holds or waits for are closed (their
+  lock is not held, so closing drops nothing).
 - The lock file is a sidecar that nothing else opens (closing any fd of a
   ``lockf``-locked file drops the lock).
 - A wait longer than ``timeout`` raises :class:`LockTimeout` naming the file;

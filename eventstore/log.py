@@ -1,36 +1,55 @@
 """The batch log: a narrow interface and its embedded file backend.
 
 :class:`EventLog` is everything the store needs from a log backend: lock-free
-reads, an O(1) last seq, and a locked session that sees the folded state and
-appends a list of events as one commit. :class:`FileLog` keeps each batch's
-events in ``<batch>.events.jsonl`` beside its bodies; a database backend
-implements the same four methods and passes the same contract tests
-(``tests/log_contract.py``).
+reads, an O(1) last seq and head, the recorded head, and a locked session that
+sees the folded state and appends a list of events as one commit.
+:class:`FileLog` keeps each batch's events in ``<batch>.events.jsonl`` beside
+its bodies; a database backend implements the same methods and passes the
+same contract tests (``tests/log_contract.py``).
 
 FileLog invariants:
 - Lines are appended only under the batch lock, all events of a command in
   one ``write``; the ``fsync`` follows once the lock is released, before the
   session's ``with`` block is left (R14, R20). A log created by the write is
   fsync'd with its folder while still locked.
+- Every event is checked against the fold (batch, registered versions) and its
+  ``at`` against the log's form before any byte is written (item 3): a refused
+  append raises RuleViolation and leaves the file as it was.
+- R24: the lines of a command of n events carry ``"more": n-1 … 1`` as their
+  last member and its last line none (docs/FORMAT.md §8), so any prefix of the
+  write ends inside a command. Readers deliver only lines up to the last one
+  without ``more`` (:func:`split_committed`); single-event commands and old
+  logs are byte-identical to lines without the mark.
 - Right before writing, the writer checks that its lock file is still the one
   on disk and that the log still ends where it read it; otherwise it writes
   nothing (a deleted lock file can never let two writers append).
 - ``seq`` is contiguous and each line's ``prev`` is the sha256 of the line
-  before (R19). Writers check both for every line they have not seen before
-  appending after it.
-- A last line without ``\\n`` was never acknowledged: readers ignore it, the
-  next writer copies it to ``<log>.torn.<offset>.<ns>`` and truncates it
-  before appending (R18). A damaged line anywhere else raises DamagedLog
-  naming file and line, for readers and writers alike.
+  before (R19). Writers check both, and the ``more`` countdown, for every line
+  they have not seen before appending after it.
+- A last line without ``\\n``, and the complete lines of an incomplete command
+  before it, were never acknowledged: readers ignore them, the next writer
+  copies them to ``<log>.torn.<offset>.<ns>`` and truncates them before
+  appending (R18, R24). A damaged line anywhere else raises DamagedLog naming
+  file and line, for readers and writers alike.
 - Readers take no lock (R22).
-- Each process caches, per log, the byte offset of its last complete line,
+- Each process caches, per log, the byte offset of its last committed line,
   the hash of that line and the folded state, so an append reads only what
   other writers added since: appends cost the same at 10 or 100,000 events.
+  The cache is keyed on the batch's identity (device and inode of its scenes
+  folder, batch id), so every spelling of a root shares it (R23), and keeps
+  at most ``_CACHE_LIMIT`` logs.
+- R27: after the fsync of a commit, the session overwrites the head record
+  ``<root>/<project>/.scenelog/heads/<batch>`` (seq and line hash of its last
+  line) in place, without fsync: the record is never ahead of the durable log,
+  at worst older.
 
 Crash at each step of an append: before the write, nothing; during it, a torn
-tail that no reader delivers and the next writer removes; after the write but
-before fsync, a complete line that may be lost on power failure (the command
-has not returned, so nothing acknowledged is lost); after fsync, committed.
+tail or an incomplete command that no reader delivers and the next writer
+removes whole; after the write but before fsync, complete lines that may be
+lost on power failure (the command has not returned, so nothing acknowledged
+is lost); after fsync, committed, with a head record that may be older than
+the log until the next commit (verify accepts a record whose line still has
+its hash).
 """
 
 from __future__ import annotations
@@ -139,9 +158,12 @@ class LogSession(ABC):
 
     @abstractmethod
     def append(self, events: Sequence[Event]) -> list[Event]:
-        """Commit ``events`` (built with ``seq=0, prev=None``) durably, as one write.
+        """Commit ``events`` (built with ``seq=0, prev=None``) durably, all or nothing.
 
-        Returns the committed events with their ``seq`` and ``prev``.
+        Every event is checked against the fold first: one of another batch, a
+        version registered twice, an event about an unregistered version, or an
+        ``at`` that is not a timestamp raises RuleViolation and nothing is
+        written. Returns the committed events with their ``seq`` and ``prev``.
         """
 
 

@@ -618,3 +618,39 @@ def test_r27_a_record_is_never_ahead_of_the_durable_log(
         with pytest.raises(StoreIOError), log.session(BATCH) as session:
             session.append([derived(1)])
     assert log.recorded_head(BATCH) == recorded
+
+
+def test_r23_a_recreated_batch_folder_is_one_lock_again_for_every_spelling(
+    tmp_path: Path,
+) -> None:
+    """Spellings seen before the scenes folder was deleted and made again find one lock."""
+    roots = _spellings(tmp_path)
+    logs = [FileLog(Layout.of(PROJECT, r)) for r in roots]
+    for log in logs:  # every spelling has taken the lock once
+        with log.session(BATCH) as session:
+            if session.fold.seq == 0:
+                session.append([appended(1)])
+    scenes = roots[0] / PROJECT / "ep_001" / "scenes"
+    shutil.rmtree(scenes)
+    scenes.mkdir()
+    with logs[1].session(BATCH) as session:
+        assert session.fold.seq == 0
+        session.append([appended(1)])
+    errors: list[Exception] = []
+
+    def work(log: FileLog) -> None:
+        try:
+            for _ in range(50):
+                with log.session(BATCH) as session:
+                    session.append([_derived()])
+        except Exception as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(log,)) for log in logs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(DEADLINE)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
+    assert [e.seq for e in logs[0].read(BATCH)] == list(range(1, 202))
