@@ -654,3 +654,35 @@ def test_r23_a_recreated_batch_folder_is_one_lock_again_for_every_spelling(
     assert not any(t.is_alive() for t in threads)
     assert errors == []
     assert [e.seq for e in logs[0].read(BATCH)] == list(range(1, 202))
+
+
+class _Deadline:
+    def __init__(self, seconds: float) -> None:
+        self.at = time.monotonic() + seconds
+
+    def is_set(self) -> bool:
+        return time.monotonic() > self.at
+
+
+def test_r24_a_watcher_never_delivers_an_incomplete_command(tmp_path: Path) -> None:
+    from projections import watch
+
+    before, after = _command_bytes(tmp_path, 3)
+    root = tmp_path / "w"
+    log = FileLog(Layout.of(PROJECT, root))
+    path = log.path(BATCH)
+    path.parent.mkdir(parents=True)
+    command = after[len(before) :]
+    path.write_bytes(before + command[: command.rindex(b"\n", 0, len(command) - 1) + 1])
+    events = iter(
+        watch(PROJECT, root=root, start="beginning", poll=True, interval=0.01, stop=_Deadline(20))
+    )
+    first = next(events)
+    assert (first.seq, first.type) == (1, "appended")
+    with log.session(BATCH) as session:  # removes the incomplete command, then appends
+        (written,) = session.append([_derived(reason="after")])
+    second = next(events)
+    assert (second.seq, second.event_id) == (2, written.event_id)
+    close = getattr(events, "close", None)
+    if close is not None:
+        close()
