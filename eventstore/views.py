@@ -157,11 +157,19 @@ def is_foreign_view(data: bytes) -> bool:
     return _ours(data) is None and _manifest_like(data)
 
 
-def _read_bytes(path: Path) -> bytes | None:
-    """The file's bytes, or None when it is missing or not a readable file."""
+def _read_bytes(path: Path, *, strict: bool = False) -> bytes | None:
+    """The file's bytes, or None when it is missing or not a file.
+
+    An unreadable file is None for readers; with ``strict`` (writers, who must
+    judge the file before replacing it) its PermissionError is raised.
+    """
     try:
         fd = os.open(path, os.O_RDONLY)
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+    except PermissionError:
+        if strict:
+            raise
         return None
     try:
         chunks = []
@@ -223,7 +231,8 @@ def check_view(paths: BatchPaths, current: Fold, history: Callable[[], list[Even
     """
     if _written_here(paths.view, current.seq):
         return
-    data = _read_bytes(paths.view)
+    with os_errors(paths.view, "read"):
+        data = _read_bytes(paths.view, strict=True)
     if data is None or data == current.view_bytes():
         return
     ours = _ours(data)
@@ -268,8 +277,13 @@ def check_unimported(paths: BatchPaths) -> None:
     was read really has lost its log (DamagedLog); a view without ``seq`` is
     the reference's (UnimportedManifest). Exact with no lock held.
     """
-    with os_errors(paths.view, "read"):
-        data = _read_bytes(paths.view)
+    try:
+        data = _read_bytes(paths.view, strict=True)
+    except PermissionError:
+        if paths.log.exists():
+            return
+        with os_errors(paths.view, "read"):
+            raise  # a versions.json nobody can judge is never written over
     if data is None or paths.log.exists():
         return
     try:
