@@ -773,4 +773,4 @@ class SceneVersionStore:
     @staticmethod
     def _commit(session: LogSession, paths: BatchPaths, events: list[Event]) -> None:
         session.append(events)
-        write_view(paths.view, session.fold.view_chunks(), seq=session.fold.seq)
+        write_view(paths.view, session.fold.view_chunks())

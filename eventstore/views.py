@@ -39,6 +39,7 @@ import errno
 import fcntl
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -73,33 +74,42 @@ __all__ = [
 logger = logging.getLogger("scenelog")
 
 
-def write_view(
-    path: Path, manifest: Manifest | bytes | list[bytes], *, seq: int | None = None
-) -> bool:
+def write_view(path: Path, manifest: Manifest | bytes | list[bytes]) -> bool:
     """Rewrite the view; a failure is logged, not raised (the log is the truth).
 
-    ``seq`` is the seq the bytes reflect (taken from ``manifest`` when it is
-    one): the file written is remembered by identity, so the next command of
-    this process recognizes it without reading it back (see :func:`check_view`).
+    The file written is remembered by identity with the seq it reflects, so
+    the next command of this process recognizes it without reading it back
+    (see :func:`check_view`).
 
     Crash at each step: before the swap, a stray temp file at most (removed on
     every error path) and the old view; after, the new view.
     """
-    if isinstance(manifest, Manifest):
-        data: bytes | list[bytes] = encode_manifest(manifest)
-        seq = manifest.seq
-    else:
-        data = manifest
+    data = encode_manifest(manifest) if isinstance(manifest, Manifest) else manifest
     try:
         written = replace_atomic(path, data)
     except OSError as e:
         logger.warning("could not rewrite view %s (%s); readers fold the log instead", path, e)
         return False
+    seq = _seq_of(data[0] if isinstance(data, list) and data else data)
     if seq is not None and written is not None:
         if len(_written) >= _MAX_WRITTEN:
             _written.clear()
         _written[(written.st_dev, written.st_ino)] = (_stamp(written), seq)
     return True
+
+
+_SEQ = re.compile(
+    rb'^\{"schema_version":[0-9]+,"batch_id":"[^"]*",'
+    rb'"active_version":(?:null|[0-9]+),"seq":([0-9]+),'
+)
+
+
+def _seq_of(head: bytes | list[bytes]) -> int | None:
+    """The seq in the head of scenelog's own view bytes (None for anything else)."""
+    if isinstance(head, list):
+        return None
+    match = _SEQ.match(head[:256])
+    return int(match.group(1)) if match else None
 
 
 _MAX_WRITTEN = 4096
