@@ -400,10 +400,15 @@ class _FileSession(LogSession):
             )
 
     def _reload(self) -> None:
-        """After a refused or failed append: the state is the file's again."""
+        """After a refused or failed append: the state is the file's again.
+
+        Only while the lock is still ours: a catch-up may cut a torn tail, and
+        without the lock that tail could be another writer's write in flight.
+        """
         _forget(self._key)
-        with contextlib.suppress(Exception):
-            self._cached, self._created = _catch_up(self.path, self._key, self.batch_id)
+        if still_held(self.lock):
+            with contextlib.suppress(Exception):
+                self._cached, self._created = _catch_up(self.path, self._key, self.batch_id)
 
     def _write(self, data: bytes, offset: int) -> None:
         path = self.path
