@@ -172,7 +172,12 @@ class EventLog(ABC):
 
     @abstractmethod
     def exists(self, batch_id: str) -> bool:
-        """Whether the batch has a log (possibly empty)."""
+        """Whether the batch has a committed event (R24).
+
+        A log holding nothing but a torn line or an incomplete command (a first
+        write, or an import, killed mid-write) has none: to every reader the
+        batch has no log yet, and the next writer starts it again.
+        """
 
     @abstractmethod
     def read(self, batch_id: str) -> list[Event]:
@@ -555,7 +560,15 @@ class FileLog(EventLog):
         return self.layout.batch(batch_id).log
 
     def exists(self, batch_id: str) -> bool:
-        return self.path(batch_id).exists()
+        try:
+            found = _tail_line(self.path(batch_id))
+        except IsADirectoryError:
+            return True  # not a log, but something is there: the session says what
+        except OSError as e:
+            if e.errno in (errno.ENOTDIR, errno.ELOOP):
+                return False
+            raise
+        return found is not None and found[0] > 0
 
     def read(self, batch_id: str) -> list[Event]:
         return read_log_events(self.path(batch_id), batch_id)
