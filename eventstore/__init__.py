@@ -40,9 +40,10 @@ from eventstore.events import (
     Event,
     Reverted,
 )
+from eventstore.filelog import FileLog
 from eventstore.importer import ImportOutcome, import_manifests
 from eventstore.layout import BatchPaths, Layout
-from eventstore.log import EventLog, FileLog, LogSession
+from eventstore.log import EventLog, LogSession, open_log
 from eventstore.manifest import Manifest, VersionEntry, fold
 from eventstore.scene import Scene, load_scene, structure_fingerprint
 from eventstore.store import KINDS, STATES, CandidateResult, SceneVersionStore
@@ -90,5 +91,6 @@ __all__ = [
     "fold",
     "import_manifests",
     "load_scene",
+    "open_log",
     "structure_fingerprint",
 ]

@@ -32,6 +32,7 @@ import msgspec
 
 from eventstore.errors import ForeignView, UnimportedManifest, UnknownBatch
 from eventstore.events import Conformed, Reverted, default_actor
+from eventstore.filelog import FileLog
 from eventstore.importer import (
     _Draft,
     _locked,
@@ -43,7 +44,7 @@ from eventstore.importer import (
 )
 from eventstore.layout import BatchPaths, Layout, validate_batch_id
 from eventstore.lock import DEFAULT_LOCK_TIMEOUT
-from eventstore.log import EventLog, FileLog
+from eventstore.log import EventLog
 from eventstore.manifest import Fold, VersionEntry
 from eventstore.scene import load_scene, structure_fingerprint
 from eventstore.views import write_view

@@ -69,10 +69,11 @@ from eventstore.events import (
     new_event_id,
     utc_now,
 )
+from eventstore.filelog import FileLog
 from eventstore.fsio import os_errors, write_once
 from eventstore.layout import BatchPaths, Layout, normalize_episode
 from eventstore.lock import DEFAULT_LOCK_TIMEOUT
-from eventstore.log import EventLog, FileLog, LogSession
+from eventstore.log import EventLog, LogSession
 from eventstore.manifest import SCHEMA_VERSION, Fold, VersionEntry
 from eventstore.rules import DOWNSTREAMS, KINDS, STATES, check_event
 from eventstore.views import reference_lock, write_view

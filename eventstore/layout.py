@@ -157,6 +157,10 @@ class BatchPaths:
             )
         return self.scenes_dir / name
 
+    def is_body_name(self, name: str) -> bool:
+        """Whether ``name`` is a ``vNNN`` body name of this batch."""
+        return _body_version(self.batch_id, name) is not None
+
     def highest_body_version(self) -> int:
         """The highest ``vNNN`` body of this batch on disk (0 if none)."""
         best = 0

@@ -39,11 +39,9 @@ import fasteners
 
 from eventstore.errors import LockTimeout, StoreIOError
 from eventstore.fsio import os_errors
+from eventstore.log import DEFAULT_LOCK_TIMEOUT
 
 __all__ = ["DEFAULT_LOCK_TIMEOUT", "MAX_OPEN_SIDECARS", "batch_lock", "held_identity", "still_held"]
-
-DEFAULT_LOCK_TIMEOUT = 30.0
-"""Seconds a command waits for its batch lock before LockTimeout."""
 
 _DELAY = 0.0001
 _MAX_DELAY = 0.001

@@ -62,6 +62,7 @@ from eventstore.events import (
     new_event_id,
     utc_now,
 )
+from eventstore.filelog import FileLog
 from eventstore.fsio import write_once
 from eventstore.layout import (
     BatchPaths,
@@ -71,7 +72,7 @@ from eventstore.layout import (
     validate_version,
 )
 from eventstore.lock import DEFAULT_LOCK_TIMEOUT
-from eventstore.log import EventLog, FileLog, LogSession
+from eventstore.log import EventLog, LogSession
 from eventstore.manifest import Fold, Manifest, VersionEntry
 from eventstore.rules import KINDS, STATES
 from eventstore.scene import Scene, load_scene, structure_fingerprint

@@ -41,8 +41,8 @@ from eventstore import (
     load_scene,
 )
 from eventstore.events import EVENT_TYPES
+from eventstore.filelog.core import last_seq_or_none, read_log_events
 from eventstore.layout import BatchPaths, normalize_episode, validate_batch_id, validate_version
-from eventstore.log import last_seq_or_none, read_log_events
 from eventstore.views import check_unimported, read_view, repair_view
 from projections.diff import SceneDiff, diff_scenes
 

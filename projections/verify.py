@@ -41,9 +41,10 @@ import msgspec
 
 from eventstore import DamagedStore, Event, Layout, Scene, structure_fingerprint
 from eventstore.events import Appended, decode_event
+from eventstore.filelog import FileLog
 from eventstore.fsio import replace_unless_newer
 from eventstore.layout import BatchPaths, normalize_episode, validate_batch_id
-from eventstore.log import FileLog, line_hash
+from eventstore.log import line_hash
 from eventstore.manifest import Fold, Manifest, decode_manifest, encode_manifest
 from eventstore.rules import check_event
 from eventstore.views import load_reference_manifest, repair_view

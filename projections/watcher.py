@@ -69,9 +69,9 @@ import watchfiles
 from eventstore import DamagedLog, DamagedStore, Event, InvalidInput, Layout
 from eventstore.errors import ConsumerBusy, StoreIOError
 from eventstore.events import EVENT_TYPES, decode_event, utc_now
+from eventstore.filelog.core import tail_position
 from eventstore.fsio import os_errors, replace_atomic
 from eventstore.layout import normalize_episode, validate_batch_id
-from eventstore.log import tail_position
 
 __all__ = ["CheckpointError", "WatchEvent", "Watcher", "consumer_status", "watch"]
 

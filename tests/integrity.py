@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from eventstore import fold
-from eventstore.log import read_log_events
+from eventstore.filelog.core import read_log_events
 
 
 def check_batch(scenes_dir: Path, batch_id: str) -> list[dict[str, object]]:

@@ -19,7 +19,7 @@ BATCH = "ep_001_BATCH_003"
 CRASH_AFTER_BODY = """
 import os, signal, sys
 from eventstore import SceneVersionStore
-from eventstore import log
+from eventstore.filelog import core as log
 from tests.helpers import scene
 
 def die(self, data, offset):
@@ -33,7 +33,7 @@ SceneVersionStore("show", 1, root=sys.argv[1]).write_scene_candidate(
 CRASH_MID_LINE = """
 import os, signal, sys
 from eventstore import SceneVersionStore
-from eventstore import log
+from eventstore.filelog import core as log
 from tests.helpers import scene
 
 def half(self, data, offset):

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from eventstore import SceneVersionStore
-from eventstore import log as log_module
+from eventstore.filelog import core as log_module
 from projections import Projection, verify
 from tests.helpers import run_child, scene
 from tests.integrity import check_batch
@@ -28,7 +28,8 @@ LEGACY = "ep_001_BATCH_005"
 CHILD = """
 import os, signal, sys
 from eventstore import SceneVersionStore
-from eventstore import fsio, log, store as store_module
+from eventstore import fsio, store as store_module
+from eventstore.filelog import core as log
 from tests.helpers import scene
 
 def die():

@@ -30,9 +30,9 @@ from eventstore import (
     SceneVersionStore,
     StoreIOError,
 )
-from eventstore import log as log_module
 from eventstore.events import new_event_id, utc_now
-from eventstore.log import read_log_events, tail_position, tail_seq
+from eventstore.filelog import core as log_module
+from eventstore.filelog.core import read_log_events, tail_position, tail_seq
 from projections.verify import verify
 from projections.watcher import _Tail
 from tests.helpers import DEADLINE, run_child, scene

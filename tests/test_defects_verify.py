@@ -152,7 +152,7 @@ def test_item7_r26_verify_is_exact_next_to_three_busy_writers(root: Path) -> Non
 PAUSED_WRITER = """
     import contextlib, sys
     from eventstore import SceneVersionStore
-    from eventstore.log import FileLog
+    from eventstore.filelog import FileLog
     from tests.helpers import scene
 
     real_session = FileLog.session

@@ -21,7 +21,7 @@ from eventstore import (
     SceneVersionStore,
     StoreIOError,
 )
-from eventstore import log as log_module
+from eventstore.filelog import core as log_module
 from projections import Projection
 from tests.helpers import child_env, scene, snapshot
 from tests.integrity import check_batch

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from eventstore import DamagedLog, EventLog, FileLog, Layout
-from eventstore import log as log_module
-from eventstore.log import line_hash, tail_seq
+from eventstore.filelog import core as log_module
+from eventstore.filelog.core import tail_seq
+from eventstore.log import line_hash
 from tests.log_contract import BATCH, EventLogContract, appended, derived
 
 
@@ -130,7 +131,7 @@ def test_tail_seq_reads_long_lines(tmp_path: Path) -> None:
 
 
 def test_tail_position_is_the_end_of_the_last_complete_line(tmp_path: Path) -> None:
-    from eventstore.log import tail_position
+    from eventstore.filelog.core import tail_position
 
     log, path = _log(tmp_path)
     assert tail_position(path, BATCH) is None

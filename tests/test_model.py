@@ -33,8 +33,8 @@ from eventstore import (
     UnregisteredVersion,
     structure_fingerprint,
 )
-from eventstore import log as log_module
 from eventstore import store as store_module
+from eventstore.filelog import core as log_module
 from projections import Projection
 
 BATCHES = ["ep_001_BATCH_001", "ep_001_BATCH_002", "ep_001_BATCH_003"]

@@ -80,7 +80,7 @@ def test_pending_and_candidates(store: SceneVersionStore, view: Projection) -> N
 
 
 def test_incremental_view_bytes_equal_a_full_encoding(store: SceneVersionStore) -> None:
-    from eventstore import log as log_module
+    from eventstore.filelog import core as log_module
     from eventstore.manifest import encode_manifest
 
     for shots in range(1, 5):

@@ -26,8 +26,8 @@ from eventstore import (
     VersionBodyExists,
     fold,
 )
-from eventstore import log as log_module
-from eventstore.log import read_log_events
+from eventstore.filelog import core as log_module
+from eventstore.filelog.core import read_log_events
 from projections import Projection
 from tests.helpers import child_env, scene, snapshot
 

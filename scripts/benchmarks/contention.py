@@ -23,9 +23,9 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-import eventstore.log as log_module
+import eventstore.filelog.core as log_module
 from eventstore import SceneVersionStore
-from eventstore.log import read_log_events
+from eventstore.filelog.core import read_log_events
 
 from .fixtures import BENCH_SCRIPT, PROJECT, Primitive, conformed_line, no_fsync, scene
 from .report import Row

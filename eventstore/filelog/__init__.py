@@ -1,0 +1,95 @@
+"""The embedded file backend: a folder per project, files per batch (DESIGN §2).
+
+:class:`FileLog` is :class:`eventstore.log.EventLog` over files:
+
+    core         the JSONL logs, the per-batch session, heads (R14, R18-R20, R24, R27)
+    bodies       body files, written once, read safely
+    views        versions.json views as snapshots; reference-era manifests (R17, R21, R29)
+    feed         the change feed: tailing logs, woken by inotify or polling (R28)
+    checkpoints  consumer checkpoints and their exclusive claim
+
+Only this package knows file names, byte offsets and locks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+
+from eventstore.filelog import bodies
+from eventstore.filelog.core import FileLogCore
+from eventstore.log import Feed
+from eventstore.manifest import Manifest
+
+__all__ = ["FileLog"]
+
+
+class FileLog(FileLogCore):
+    """Batch logs, bodies, views and checkpoints under ``<root>/<project>/``."""
+
+    # ── bodies ──────────────────────────────────────────────────────────────
+
+    def body_exists(self, batch_id: str, name: str) -> bool:
+        return self.layout.batch(batch_id).artifact(name).exists()
+
+    def read_body(self, batch_id: str, name: str) -> bytes:
+        return bodies.read_body_file(self.layout.batch(batch_id), name)
+
+    def body_names(self, batch_id: str) -> list[str]:
+        return bodies.body_names(self.layout.batch(batch_id))
+
+    def body_path(self, batch_id: str, name: str) -> str | None:
+        return str(self.layout.batch(batch_id).artifact(name))
+
+    def busy(self, batch_id: str) -> bool:
+        raise NotImplementedError("issue 11: FileLog.busy (verify's /proc/locks look)")
+
+    # ── snapshots and reference-era manifests ─────────────────────────────
+
+    def snapshot(self, batch_id: str) -> Manifest | None:
+        from eventstore.views import read_view
+
+        return read_view(self.layout.batch(batch_id).view)
+
+    def mend_snapshot(self, manifest: Manifest) -> bool:
+        from eventstore.views import repair_view
+
+        return repair_view(self.layout.batch(manifest.batch_id).view, manifest)
+
+    def unimported(self, episode: str) -> list[str]:
+        return [
+            b for b in self.layout.batch_ids(episode, suffix=".versions.json") if not self.exists(b)
+        ]
+
+    def check_unimported(self, batch_id: str) -> None:
+        from eventstore.views import check_unimported
+
+        check_unimported(self.layout.batch(batch_id))
+
+    # ── the change feed and consumers ─────────────────────────────────────
+
+    def feed(
+        self,
+        position: str | None,
+        *,
+        start: str = "now",
+        episode: str | None = None,
+        poll: float | None = None,
+        warn: Callable[[str], None] | None = None,
+    ) -> Feed:
+        raise NotImplementedError("issue 11: FileLog.feed")
+
+    def load_checkpoint(self, consumer: str) -> bytes | None:
+        raise NotImplementedError("issue 11: FileLog.load_checkpoint")
+
+    def save_checkpoint(self, consumer: str, data: bytes) -> None:
+        raise NotImplementedError("issue 11: FileLog.save_checkpoint")
+
+    def delete_checkpoint(self, consumer: str) -> bool:
+        raise NotImplementedError("issue 11: FileLog.delete_checkpoint")
+
+    def consumers(self) -> list[str]:
+        raise NotImplementedError("issue 11: FileLog.consumers")
+
+    def claim(self, consumer: str) -> AbstractContextManager[None]:
+        raise NotImplementedError("issue 11: FileLog.claim")

@@ -1,0 +1,719 @@
+"""The file backend's log core: JSONL files, the per-batch session, heads.
+
+:class:`FileLogCore` keeps each batch's events in ``<batch>.events.jsonl``
+beside its bodies and implements the log part of :class:`eventstore.log.EventLog`
+(reads, heads, the locked session); :class:`eventstore.filelog.FileLog` adds
+bodies, views, the change feed and consumer checkpoints.
+
+FileLog invariants:
+- Lines are appended only under the batch lock, all events of a command in
+  one ``write``; the ``fsync`` follows once the lock is released, before the
+  session's ``with`` block is left (R14, R20). A log created by the write is
+  fsync'd with its folder while still locked.
+- Every event is checked against the fold (batch, registered versions) and its
+  ``at`` against the log's form before any byte is written (item 3): a refused
+  append raises RuleViolation and leaves the file as it was.
+- R24: the lines of a command of n events carry ``"more": n-1 … 1`` as their
+  last member and its last line none (docs/FORMAT.md §8), so any prefix of the
+  write ends inside a command. Readers deliver only lines up to the last one
+  without ``more`` (:func:`split_committed`); single-event commands and old
+  logs are byte-identical to lines without the mark.
+- Right before writing, the writer checks that its lock file is still the one
+  on disk and that the log still ends where it read it; otherwise it writes
+  nothing (a deleted lock file can never let two writers append).
+- ``seq`` is contiguous and each line's ``prev`` is the sha256 of the line
+  before (R19). Writers check both, and the ``more`` countdown, for every line
+  they have not seen before appending after it.
+- A last line without ``\\n``, and the complete lines of an incomplete command
+  before it, were never acknowledged: readers ignore them, the next writer
+  copies them to ``<log>.torn.<offset>.<ns>`` and truncates them before
+  appending (R18, R24). A damaged line anywhere else raises DamagedLog naming
+  file and line, for readers and writers alike.
+- Readers take no lock (R22).
+- Each process caches, per log, the byte offset of its last committed line,
+  the hash of that line and the folded state, so an append reads only what
+  other writers added since: appends cost the same at 10 or 100,000 events.
+  The cache is keyed on the batch's identity (device and inode of its scenes
+  folder, batch id), so every spelling of a root shares it (R23), and keeps
+  at most ``_CACHE_LIMIT`` logs.
+- R27: after the fsync of a commit, the session overwrites the head record
+  ``<root>/<project>/.scenelog/heads/<batch>`` (seq and line hash of its last
+  line) in place, without fsync: the record is never ahead of the durable log,
+  at worst older.
+
+Crash at each step of an append: before the write, nothing; during it, a torn
+tail or an incomplete command that no reader delivers and the next writer
+removes whole; after the write but before fsync, complete lines that may be
+lost on power failure (the command has not returned, so nothing acknowledged
+is lost); after fsync, committed, with a head record that may be older than
+the log until the next commit (verify accepts a record whose line still has
+its hash).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import msgspec
+
+from eventstore.errors import DamagedLog, RuleViolation, StoreIOError
+from eventstore.events import Appended, Event, decode_event, decode_lines, encode_event
+from eventstore.fsio import fsync_dir, os_errors, write_once
+from eventstore.layout import BatchPaths, Layout
+from eventstore.lock import batch_lock, held_identity, still_held
+from eventstore.log import (
+    _MORE,
+    DEFAULT_LOCK_TIMEOUT,
+    EventLog,
+    Head,
+    LogSession,
+    RawLog,
+    _more,
+    command_more,
+    line_hash,
+    mark_line,
+    split_committed,
+    split_complete,
+)
+from eventstore.manifest import Fold
+
+__all__ = [
+    "FileLogCore",
+    "last_seq_or_none",
+    "read_head_record",
+    "read_log_events",
+    "tail_head",
+    "tail_position",
+    "tail_seq",
+]
+
+
+def _damaged(path: Path, line: int, what: str, batch_id: str) -> DamagedLog:
+    return DamagedLog(
+        f"{path}:{line}: {what}; the log of batch {batch_id} is damaged — run "
+        "`scenelog verify` and restore the log from backup",
+        path=str(path),
+        line=line,
+        batch_id=batch_id,
+    )
+
+
+def _decode_chunk(data: bytes, path: Path, first_line: int, batch_id: str) -> list[Event]:
+    """Decode complete lines; on failure find and name the first bad line."""
+    try:
+        return decode_lines(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        pass
+    for number, line in enumerate(data.split(b"\n")[:-1], start=first_line):
+        try:
+            decode_event(line)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            raise _damaged(path, number, f"unreadable event ({e})", batch_id) from e
+    raise _damaged(path, first_line, "unreadable events", batch_id)
+
+
+def read_log_events(path: Path, batch_id: str) -> list[Event]:
+    """Every complete event of the log at ``path`` (none if it does not exist)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    committed, _rest = split_committed(data)
+    return _decode_chunk(committed, path, 1, batch_id)
+
+
+@dataclass
+class _Cached:
+    """What one process knows of one log file (always up to a command boundary)."""
+
+    dev: int
+    ino: int
+    offset: int
+    fold: Fold
+    last_hash: str | None = None
+    lines: int = 0
+    mtime_ns: int = -1
+
+
+_CACHE_LIMIT = 4096
+"""Logs whose folded state one process keeps; the least recently used go first."""
+
+_cache_guard = threading.Lock()
+# Keyed on the batch's identity (device and inode of its scenes folder, batch id),
+# never on a path string: every spelling of a root shares one entry (R23).
+_cache: dict[tuple[int, int, str], _Cached] = {}
+
+
+def _clear_cache() -> None:
+    global _heads_guard
+    _cache.clear()
+    _heads_guard = threading.Lock()
+    for fd in _head_fds.values():
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _head_fds.clear()
+
+
+os.register_at_fork(after_in_child=_clear_cache)
+
+
+def _remember(key: tuple[int, int, str], cached: _Cached) -> None:
+    with _cache_guard:
+        _cache.pop(key, None)
+        _cache[key] = cached
+        while len(_cache) > _CACHE_LIMIT:
+            del _cache[next(iter(_cache))]
+
+
+def _forget(key: tuple[int, int, str]) -> None:
+    with _cache_guard:
+        _cache.pop(key, None)
+
+
+_AT_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
+
+
+def _at_problem(event: Event) -> str | None:
+    """Why ``event.at`` is not a timestamp this log may hold (None: it is)."""
+    at = event.at
+    if _AT_RE.fullmatch(at):
+        try:
+            datetime.fromisoformat(at[:-1])
+            return None
+        except ValueError:
+            pass
+    elif event.imported and isinstance(at, str):
+        # Carried over from a reference manifest: any ISO 8601 time with a zone.
+        text = at[:-1] + "+00:00" if at.endswith("Z") else at
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            moment = None
+        if moment is not None and moment.utcoffset() is not None and len(text.split("-")[0]) == 4:
+            return None
+    return f"`at` {at!r} is not a UTC time of the form YYYY-MM-DDTHH:MM:SS.ffffffZ"
+
+
+class _FileSession(LogSession):
+    def __init__(
+        self,
+        paths: BatchPaths,
+        key: tuple[int, int, str],
+        cached: _Cached,
+        created: bool,
+        head_record: Path,
+    ) -> None:
+        self._paths = paths
+        self.path = paths.log
+        self.lock = paths.lock
+        self.batch_id = paths.batch_id
+        self._key = key
+        self._cached = cached
+        self._created = created
+        self._head_record = head_record
+        self._head: tuple[int, str] | None = None  # written, to record once durable
+        self._unsynced: int | None = None  # fd written but not yet fsync'd
+
+    @property
+    def fold(self) -> Fold:
+        return self._cached.fold
+
+    def highest_body_version(self) -> int:
+        return self._paths.highest_body_version()
+
+    def body_exists(self, name: str) -> bool:
+        return self._paths.artifact(name).exists()
+
+    def read_body(self, name: str) -> bytes:
+        from eventstore.filelog.bodies import read_body_file
+
+        return read_body_file(self._paths, name)
+
+    def write_body(self, name: str, data: bytes) -> None:
+        write_once(self._paths.artifact(name), data, batch_id=self.batch_id)
+
+    def append(self, events: Sequence[Event]) -> list[Event]:
+        """Validate every event against the fold, then write them all with one ``write``.
+
+        A command of n events is written as n lines whose ``more`` marks count
+        down to the last line, which carries none (R24): any prefix of the
+        write that a reader can see, or that a crash or a full disk leaves,
+        ends in an incomplete command that no reader delivers. If anything
+        is refused or the write fails, nothing stays on disk and the session
+        reloads its state from the file.
+        """
+        if not events:
+            return []
+        cached = self._cached
+        fold = cached.fold
+        seq = fold.seq
+        prev = cached.last_hash
+        remaining = len(events)
+        committed: list[Event] = []
+        lines: list[bytes] = []
+        try:
+            for draft in events:
+                seq += 1
+                remaining -= 1
+                event = msgspec.structs.replace(draft, seq=seq, prev=prev)
+                self._validate(fold, event)
+                fold.apply(event)
+                line = encode_event(event)
+                if remaining:
+                    line = mark_line(line, remaining)
+                prev = line_hash(line)
+                committed.append(event)
+                lines.append(line)
+            data = b"\n".join(lines) + b"\n"
+            self._write(data, cached.offset)
+        except BaseException:
+            self._reload()
+            raise
+        cached.offset += len(data)
+        cached.last_hash = prev
+        cached.lines += len(committed)
+        if prev is not None:
+            self._head = (seq, prev)
+        return committed
+
+    def _validate(self, fold: Fold, event: Event) -> None:
+        """Item 3: an event the fold would refuse, or a bad ``at``, is never written."""
+        if event.batch_id != self.batch_id:
+            problem: str | None = f"it names batch {event.batch_id!r}"
+        elif isinstance(event, Appended):
+            problem = (
+                f"v{event.version} is registered already" if fold.entry(event.version) else None
+            )
+        elif fold.entry(event.version) is None:
+            problem = f"v{event.version} is not registered"
+        else:
+            problem = None
+        problem = problem or _at_problem(event)
+        if problem is not None:
+            raise RuleViolation(
+                f"batch {self.batch_id}: refusing to append {event.type} v{event.version} as "
+                f"seq {event.seq}: {problem}; nothing was written",
+                batch_id=self.batch_id,
+                seq=event.seq,
+            )
+
+    def _reload(self) -> None:
+        """After a refused or failed append: the state is the file's again.
+
+        Only while the lock is still ours: a catch-up may cut a torn tail, and
+        without the lock that tail could be another writer's write in flight.
+        """
+        _forget(self._key)
+        if still_held(self.lock):
+            with contextlib.suppress(Exception):
+                self._cached, self._created = _catch_up(self.path, self._key, self.batch_id)
+
+    def _write(self, data: bytes, offset: int) -> None:
+        path = self.path
+        with os_errors(path, "append to"):
+            if self._created:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                if self._created:
+                    st = os.fstat(fd)
+                    self._cached.dev, self._cached.ino = st.st_dev, st.st_ino
+                self._check_exclusive(fd, offset)
+                try:
+                    _write_all(fd, data)
+                except OSError:
+                    # No half command may stay for a later append to glue onto.
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(fd, offset)
+                    raise
+                self._cached.mtime_ns = os.fstat(fd).st_mtime_ns
+                if self._created:
+                    # The log's name is made durable under the lock, before anyone
+                    # else can append to it.
+                    os.fsync(fd)
+                    fsync_dir(path.parent)
+                    self._created = False
+            except BaseException:
+                os.close(fd)
+                raise
+            if self._unsynced is not None:
+                os.close(self._unsynced)
+            self._unsynced = fd
+
+    def _check_exclusive(self, fd: int, offset: int) -> None:
+        """Right before writing: still the lock holder, and nobody wrote since the catch-up."""
+        if not still_held(self.lock) or os.fstat(fd).st_size != offset:
+            raise StoreIOError(
+                f"batch {self.batch_id}: its lock file {self.lock} was deleted or replaced, or "
+                f"{self.path} changed while this command held the lock; nothing was written "
+                "— run the command again (and never delete lock files of a live store)",
+                path=str(self.path),
+                batch_id=self.batch_id,
+            )
+
+    def finish(self) -> None:
+        """fsync what this session wrote (R20), then record the head (R27).
+
+        Runs after the lock is released. One fsync makes every earlier write
+        of the file durable, so a writer that appends after this one and
+        returns has made this line durable too; and a line is visible to
+        readers before it is durable whether the lock is held through the
+        fsync or not (the page cache is shared). Holding the lock through the
+        fsync would only serialize the fsyncs.
+
+        The head record is written only after the fsync and is never fsync'd
+        itself: after any crash it names a line that is durable, possibly not
+        the last one (a stale record matches the log at its seq; a tampered
+        log does not).
+        """
+        fd, self._unsynced = self._unsynced, None
+        if fd is None:
+            return
+        try:
+            with os_errors(self.path, "fsync"):
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        head, self._head = self._head, None
+        if head is not None:
+            _record_head(self._head_record, *head)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data``; a write that makes no progress is a full disk."""
+    view = memoryview(data)
+    done = os.write(fd, view)
+    while done < len(data):
+        written = os.write(fd, view[done:])
+        if written <= 0:
+            raise OSError(errno.ENOSPC, "short write (disk full?)")
+        done += written
+
+
+_HEAD_RECORD = b"%020d %s\n"
+_HEADS_OPEN = 32
+"""Head records one process keeps open; the least recently written are closed beyond."""
+
+_heads_guard = threading.Lock()
+_head_fds: dict[str, int] = {}
+
+
+def _record_head(path: Path, seq: int, digest: str) -> None:
+    """Overwrite the head record in place (fixed length: one small ``pwrite``).
+
+    Best effort: a record that could not be written is only stale. The fd is
+    used and closed only under the guard, so it is never a number reused by
+    another open meanwhile.
+    """
+    record = _HEAD_RECORD % (seq, digest.encode())
+    name = str(path)
+    with _heads_guard:
+        try:
+            fd = _head_fds.pop(name, None)
+            if fd is not None and os.fstat(fd).st_nlink == 0:  # deleted behind us
+                os.close(fd)
+                fd = None
+            if fd is None:
+                try:
+                    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                except FileNotFoundError:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            _head_fds[name] = fd
+            while len(_head_fds) > _HEADS_OPEN:
+                os.close(_head_fds.pop(next(iter(_head_fds))))
+            os.pwrite(fd, record, 0)
+        except OSError:
+            pass
+
+
+def read_head_record(path: Path) -> tuple[int, str] | None:
+    """(seq, line hash) of a head record; None when there is none or it is unreadable."""
+    try:
+        data = path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    parts = data.split()
+    if len(parts) != 2 or not parts[0].isdigit() or len(parts[1]) != 64:
+        return None
+    digest = parts[1].decode("ascii", "replace")
+    if any(c not in "0123456789abcdef" for c in digest):
+        return None
+    return int(parts[0]), digest
+
+
+class FileLogCore(EventLog):
+    """Batch logs as JSONL files under ``<root>/<project>/<episode>/scenes/``."""
+
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        self._head_records: dict[str, Path] = {}
+
+    def path(self, batch_id: str) -> Path:
+        return self.layout.batch(batch_id).log
+
+    def exists(self, batch_id: str) -> bool:
+        try:
+            found = _tail_line(self.path(batch_id))
+        except IsADirectoryError:
+            return True  # not a log, but something is there: the session says what
+        except OSError as e:
+            if e.errno in (errno.ENOTDIR, errno.ELOOP):
+                return False
+            raise
+        return found is not None and found[0] > 0
+
+    def read(self, batch_id: str, *, after: int = 0) -> list[Event]:
+        events = read_log_events(self.path(batch_id), batch_id)
+        return events[after:] if after > 0 else events
+
+    def last_seq(self, batch_id: str) -> int:
+        return tail_seq(self.path(batch_id), batch_id)
+
+    def head(self, batch_id: str) -> Head:
+        return Head(*tail_head(self.path(batch_id), batch_id))
+
+    def recorded_head(self, batch_id: str) -> Head | None:
+        found = read_head_record(self.layout.head_record(batch_id))
+        return None if found is None else Head(*found)
+
+    def raw(self, batch_id: str) -> RawLog:
+        path = self.path(batch_id)
+        try:
+            with os_errors(path, "read"):
+                data = path.read_bytes()
+        except FileNotFoundError:
+            data = b""
+        committed, rest = split_committed(data)
+        pending, torn = split_complete(rest)
+        return RawLog(committed.split(b"\n")[:-1], pending.split(b"\n")[:-1], len(torn), str(path))
+
+    def project_exists(self) -> bool:
+        return self.layout.project_dir.is_dir()
+
+    def episodes(self) -> list[str]:
+        return self.layout.episodes()
+
+    def batches(self, episode: str) -> list[str]:
+        return self.layout.batch_ids(episode)
+
+    def _head_record(self, batch_id: str) -> Path:
+        path = self._head_records.get(batch_id)
+        if path is None:
+            if len(self._head_records) >= _CACHE_LIMIT:
+                self._head_records.clear()
+            path = self._head_records[batch_id] = self.layout.head_record(batch_id)
+        return path
+
+    @contextlib.contextmanager
+    def session(
+        self, batch_id: str, *, timeout: float = DEFAULT_LOCK_TIMEOUT
+    ) -> Iterator[LogSession]:
+        paths = self.layout.batch(batch_id)
+        with batch_lock(paths.lock, timeout=timeout, batch_id=batch_id):
+            folder = held_identity(paths.lock)
+            if folder is None:  # batch_lock wrapped by someone (a benchmark's timer)
+                with os_errors(paths.scenes_dir, "read"):
+                    key = paths.identity()
+            else:
+                key = (*folder, batch_id)
+            try:
+                cached, created = _catch_up(paths.log, key, batch_id)
+            except DamagedLog:
+                # Re-read from the start: the error then names the first bad line
+                # even when the file was changed behind this process's cache.
+                _forget(key)
+                try:
+                    cached, created = _catch_up(paths.log, key, batch_id)
+                except BaseException:
+                    _forget(key)
+                    raise
+            except BaseException:
+                _forget(key)
+                raise
+            session = _FileSession(paths, key, cached, created, self._head_record(batch_id))
+            try:
+                yield session
+            except BaseException:
+                session.finish()
+                raise
+        session.finish()
+
+
+def _catch_up(path: Path, key: tuple[int, int, str], batch_id: str) -> tuple[_Cached, bool]:
+    """Bring this process's cache of ``path`` up to the file (under the lock).
+
+    Lines of an incomplete command at the end (a writer killed mid-write, R24)
+    are moved aside whole with any torn tail, as R18 does with a torn line.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        fresh = _Cached(0, 0, 0, Fold(batch_id, path=str(path)))
+        _remember(key, fresh)
+        return fresh, True
+    with _cache_guard:
+        cached = _cache.get(key)
+    if (
+        cached is None
+        or (cached.dev, cached.ino) != (st.st_dev, st.st_ino)
+        or cached.offset > st.st_size
+        or (cached.offset == st.st_size and cached.mtime_ns != st.st_mtime_ns)
+    ):
+        cached = _Cached(st.st_dev, st.st_ino, 0, Fold(batch_id, path=str(path)))
+    if st.st_size > cached.offset:
+        with os_errors(path, "read"), open(path, "rb") as f:
+            f.seek(cached.offset)
+            data = f.read(st.st_size - cached.offset)
+        committed, rest = split_committed(data)
+        if committed:
+            _absorb(cached, committed, path, batch_id)
+        if rest:
+            _move_torn_tail(path, cached.offset, rest)
+            st = os.stat(path)
+    cached.mtime_ns = st.st_mtime_ns
+    _remember(key, cached)
+    # An empty file is a log whose creator died before its first line was durable.
+    return cached, st.st_size == 0
+
+
+def _absorb(cached: _Cached, committed: bytes, path: Path, batch_id: str) -> None:
+    """Check and fold lines new to this process (the caller forgets the cache on error)."""
+    first_line = cached.lines + 1
+    events = _decode_chunk(committed, path, first_line, batch_id)
+    lines = committed.split(b"\n")[:-1]
+    prev = cached.last_hash
+    seq = cached.fold.seq
+    marked = _MORE in committed
+    due = 0  # lines still due in the current command
+    for number, (line, event) in enumerate(zip(lines, events, strict=True), start=first_line):
+        seq += 1
+        if event.seq != seq:
+            raise _damaged(path, number, f"seq {event.seq} where {seq} was due", batch_id)
+        if event.prev != prev:
+            raise _damaged(
+                path, number, "hash chain broken (a line before it was edited or removed)", batch_id
+            )
+        if marked:
+            more = command_more(line)
+            if due and more != due - 1:
+                raise _damaged(
+                    path, number, f"`more` {more} where {due - 1} was due (command cut)", batch_id
+                )
+            due = more
+        prev = line_hash(line)
+    cached.fold.apply_all(events)
+    cached.offset += len(committed)
+    cached.last_hash = prev
+    cached.lines += len(lines)
+
+
+def _move_torn_tail(path: Path, offset: int, torn: bytes) -> None:
+    """R18, R24: keep the unacknowledged bytes aside, then cut them from the log."""
+    aside = path.with_name(f"{path.name}.torn.{offset}.{time.time_ns()}")
+    with os_errors(aside, "write"):
+        fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(fd, torn)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    with os_errors(path, "truncate"):
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.ftruncate(fd, offset)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class _SeqOnly(msgspec.Struct):
+    seq: int
+
+
+_seq_decoder = msgspec.json.Decoder(_SeqOnly)
+
+
+def tail_seq(path: Path, batch_id: str) -> int:
+    """The seq of the last complete line of ``path`` (0 when none), reading only its end."""
+    seq = last_seq_or_none(path, batch_id)
+    return 0 if seq is None else seq
+
+
+def last_seq_or_none(path: Path, batch_id: str) -> int | None:
+    """Like ``tail_seq``, but None when there is no log file at all."""
+    position = tail_position(path, batch_id)
+    return None if position is None else position[1]
+
+
+def tail_position(path: Path, batch_id: str) -> tuple[int, int] | None:
+    """(byte offset after the last committed line, its seq); (0, 0) for none; None: no file.
+
+    Reads only the end of the log, whatever its length; lines of an incomplete
+    command at the end (R24) are stepped over.
+    """
+    found = _tail_line(path)
+    if found is None:
+        return None
+    offset, line = found
+    if not line:
+        return 0, 0
+    return offset, _line_seq(line, path, batch_id)
+
+
+def tail_head(path: Path, batch_id: str) -> tuple[int, str | None]:
+    """(seq, sha256 of the line) of the last committed line; (0, None) for none or no file."""
+    found = _tail_line(path)
+    if found is None or not found[1]:
+        return 0, None
+    line = found[1]
+    return _line_seq(line, path, batch_id), line_hash(line)
+
+
+def _line_seq(line: bytes, path: Path, batch_id: str) -> int:
+    try:
+        return _seq_decoder.decode(line).seq
+    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        raise DamagedLog(
+            f"{path}: last line unreadable ({e}); the log of batch {batch_id} is "
+            "damaged — run `scenelog verify`",
+            path=str(path),
+            batch_id=batch_id,
+        ) from e
+
+
+def _tail_line(path: Path) -> tuple[int, bytes] | None:
+    """(offset after the last line that ends a command, that line); (0, b"") for none."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        size = os.fstat(fd).st_size
+        window = 4096
+        while True:
+            start = max(size - window, 0)
+            data = os.pread(fd, size - start, start)
+            end = data.rfind(b"\n")
+            while end >= 0:
+                cut = data.rfind(b"\n", 0, end)
+                if cut < 0 and start > 0:
+                    break  # the line begins before the window
+                if not _more(data, cut + 1, end):
+                    return start + end + 1, data[cut + 1 : end]
+                end = cut
+            else:
+                if start == 0:
+                    return 0, b""
+            window *= 4
+    finally:
+        os.close(fd)
