@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
-from eventstore.filelog import bodies
+from eventstore.filelog import bodies, checkpoints, feed, inspect
 from eventstore.filelog.core import FileLogCore
 from eventstore.log import Feed
 from eventstore.manifest import Manifest
@@ -42,7 +42,7 @@ class FileLog(FileLogCore):
         return str(self.layout.batch(batch_id).artifact(name))
 
     def busy(self, batch_id: str) -> bool:
-        raise NotImplementedError("issue 11: FileLog.busy (verify's /proc/locks look)")
+        return inspect.batch_busy(self.layout.batch(batch_id))
 
     # ── snapshots and reference-era manifests ─────────────────────────────
 
@@ -77,19 +77,21 @@ class FileLog(FileLogCore):
         poll: float | None = None,
         warn: Callable[[str], None] | None = None,
     ) -> Feed:
-        raise NotImplementedError("issue 11: FileLog.feed")
+        return feed.open_feed(
+            self.layout, position, start=start, episode=episode, poll=poll, warn=warn
+        )
 
     def load_checkpoint(self, consumer: str) -> bytes | None:
-        raise NotImplementedError("issue 11: FileLog.load_checkpoint")
+        return checkpoints.load(self.layout, consumer)
 
     def save_checkpoint(self, consumer: str, data: bytes) -> None:
-        raise NotImplementedError("issue 11: FileLog.save_checkpoint")
+        checkpoints.save(self.layout, consumer, data)
 
     def delete_checkpoint(self, consumer: str) -> bool:
-        raise NotImplementedError("issue 11: FileLog.delete_checkpoint")
+        return checkpoints.delete(self.layout, consumer)
 
     def consumers(self) -> list[str]:
-        raise NotImplementedError("issue 11: FileLog.consumers")
+        return checkpoints.names(self.layout)
 
     def claim(self, consumer: str) -> AbstractContextManager[None]:
-        raise NotImplementedError("issue 11: FileLog.claim")
+        return checkpoints.claim(self.layout, consumer)
