@@ -93,6 +93,20 @@ class Manifest(msgspec.Struct, frozen=True):
     def max_version(self) -> int:
         return max((entry.version for entry in self.versions), default=0)
 
+    def blocked_reason(self) -> str | None:
+        """Why the dispatch gate is blocked (R16), or None when it is fresh.
+
+        The one statement of the reason, for the library, the renderer, the
+        CLI and ``gate --json``: ``"no active version"`` or ``"vN active,
+        boards not rebuilt"`` (shown as ``BATCH: blocked (REASON)``).
+        """
+        active = self.active
+        if active is None:
+            return "no active version"
+        if active.downstream == "derived":
+            return None
+        return f"v{active.version} active, boards not rebuilt"
+
 
 class _ViewFile(msgspec.Struct):
     schema_version: int
