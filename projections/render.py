@@ -13,6 +13,7 @@ from projections.projection import BatchSummary
 
 __all__ = [
     "gate_line",
+    "gate_why",
     "history_table",
     "ls_table",
     "manifest_summary",
@@ -73,16 +74,23 @@ def _v(version: int | None) -> str:
     return "-" if version is None else f"v{version}"
 
 
+def gate_why(manifest: Manifest | None) -> str:
+    """``fresh (…)`` or ``blocked (…)``: the gate's answer and its reason (R16).
+
+    The reason a gate is blocked is ``Manifest.blocked_reason`` (one statement
+    for the library, this renderer, the CLI and ``gate --json``).
+    """
+    if manifest is None:
+        return "fresh (no log: a flat batch is never blocked)"
+    reason = manifest.blocked_reason()
+    if reason is not None:
+        return f"blocked ({reason})"
+    return f"fresh (v{manifest.active_version} active, boards rebuilt)"
+
+
 def gate_line(batch_id: str, manifest: Manifest | None) -> str:
     """One line saying whether dispatch may go ahead, and why."""
-    if manifest is None:
-        return f"{batch_id}: fresh (no log: a flat batch is never blocked)"
-    active = manifest.active
-    if active is None:
-        return f"{batch_id}: blocked (no active version)"
-    if active.downstream == "derived":
-        return f"{batch_id}: fresh (v{active.version} active, boards rebuilt)"
-    return f"{batch_id}: blocked (v{active.version} active, boards not rebuilt)"
+    return f"{batch_id}: {gate_why(manifest)}"
 
 
 def manifest_summary(manifest: Manifest) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from projections.cli import build_parser
-from projections.clikit import SUBCOMMANDS
+from projections.cli.table import SUBCOMMANDS
 from tests.helpers import REPO
 
 README = (REPO / "README.md").read_text()

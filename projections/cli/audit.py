@@ -10,33 +10,31 @@ from eventstore.events import EVENT_TYPES
 from eventstore.importer import import_manifests
 from eventstore.layout import validate_batch_id
 from projections import render
-from projections.clikit import (
-    EXIT_NO,
-    EXIT_OK,
-    Context,
-    UsageError,
-    command,
-    json_flag,
-    version_arg,
-)
+from projections.cli.context import Context, json_flag, version_arg
+from projections.cli.errors import EXIT_NO, EXIT_OK, UsageError
 from projections.verify import heads, load_heads, verify
 
-__all__: list[str] = []
+__all__ = [
+    "audit_arguments",
+    "cmd_audit",
+    "cmd_diff",
+    "cmd_heads",
+    "cmd_import",
+    "cmd_verify",
+    "diff_arguments",
+    "heads_arguments",
+    "import_arguments",
+    "verify_arguments",
+]
 
 
-def _diff_arguments(p: argparse.ArgumentParser) -> None:
+def diff_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("batch_id", metavar="BATCH_ID")
     p.add_argument("a", metavar="A", type=version_arg)
     p.add_argument("b", metavar="B", type=version_arg)
     json_flag(p)
 
 
-@command(
-    "diff",
-    "shots added, removed, moved and changed between versions A and B",
-    "scenelog diff ep_001_BATCH_003 2 3",
-    _diff_arguments,
-)
 def cmd_diff(ctx: Context, args: argparse.Namespace) -> int:
     diff = ctx.projection().diff(validate_batch_id(args.batch_id), args.a, args.b)
     if args.json:
@@ -67,7 +65,7 @@ def _types(text: str) -> tuple[str, ...]:
     return types
 
 
-def _audit_arguments(p: argparse.ArgumentParser) -> None:
+def audit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("episode", metavar="EPISODE", nargs="?", help="e.g. ep_001 (default: all)")
     p.add_argument("--since", metavar="TIME", help="from TIME (ISO 8601 with zone), inclusive")
     p.add_argument("--until", metavar="TIME", help="up to TIME, inclusive")
@@ -84,12 +82,6 @@ def _audit_arguments(p: argparse.ArgumentParser) -> None:
     group.add_argument("--csv", action="store_true", help="print CSV with a header")
 
 
-@command(
-    "audit",
-    "every pointer move across the project: batch, from → to, who, when, why",
-    "scenelog audit ep_001 --since 2026-11-01T00:00:00Z --csv > approvals.csv",
-    _audit_arguments,
-)
 def cmd_audit(ctx: Context, args: argparse.Namespace) -> int:
     rows = ctx.projection().audit(
         episode=args.episode, since=args.since, until=args.until, types=args.type, actor=args.who
@@ -123,7 +115,7 @@ def cmd_audit(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _verify_arguments(p: argparse.ArgumentParser) -> None:
+def verify_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "target",
         metavar="BATCH_ID|EPISODE",
@@ -143,12 +135,6 @@ def _verify_arguments(p: argparse.ArgumentParser) -> None:
     json_flag(p, "print the report as JSON")
 
 
-@command(
-    "verify",
-    "check logs, hash chains, rules, bodies and views; exit 1 on any finding",
-    "scenelog verify ep_001 --json",
-    _verify_arguments,
-)
 def cmd_verify(ctx: Context, args: argparse.Namespace) -> int:
     exported = None
     if args.heads is not None:
@@ -176,7 +162,7 @@ def cmd_verify(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_NO
 
 
-def _heads_arguments(p: argparse.ArgumentParser) -> None:
+def heads_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "target",
         metavar="EPISODE",
@@ -186,12 +172,6 @@ def _heads_arguments(p: argparse.ArgumentParser) -> None:
     json_flag(p, "print one JSON line per batch (the form `verify --heads` reads)")
 
 
-@command(
-    "heads",
-    "export every batch's head (seq and hash of its last line) to keep a copy elsewhere",
-    "scenelog heads --json > heads-$(date +%F).jsonl",
-    _heads_arguments,
-)
 def cmd_heads(ctx: Context, args: argparse.Namespace) -> int:
     rows = heads(ctx.project, ctx.root, target=args.target)
     if args.json:
@@ -203,7 +183,7 @@ def cmd_heads(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _import_arguments(p: argparse.ArgumentParser) -> None:
+def import_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("episode", metavar="EPISODE", nargs="?", help="e.g. ep_001 (default: all)")
     p.add_argument(
         "--adopt",
@@ -214,12 +194,6 @@ def _import_arguments(p: argparse.ArgumentParser) -> None:
     json_flag(p, "print one JSON line per manifest")
 
 
-@command(
-    "import",
-    "turn reference-format versions.json manifests into logs; exit 1 if any is refused",
-    "scenelog import ep_001 --dry-run",
-    _import_arguments,
-)
 def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
     if args.adopt is not None:
         if args.episode is not None:

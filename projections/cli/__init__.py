@@ -2,14 +2,23 @@
 
 It lives in ``projections`` because it needs both sides: the commands of
 ``eventstore`` and the read models here (``projections`` may import
-``eventstore``; never the reverse).
+``eventstore``; never the reverse). The package:
+
+    __init__.py   cli(*argv) and main(): the parser, built from the table
+    table.py      every subcommand, in help order: name, summary, example,
+                  arguments, handler
+    errors.py     exit codes, and the one function mapping an exception to
+                  an exit code and one line
+    context.py    what handlers share: root, project, actor, lock timeout,
+                  output; argument types
+    batches.py    add, conform, revert, derived, show, history, ls, gate, demo
+    audit.py      diff, audit, verify, heads, import
+    watch.py      watch (--exec hands each event to the handler), consumers
+    serve.py      serve
 
 Conventions: data on stdout, messages on stderr; every read command takes
 ``--json``; errors are one line ``scenelog: error: …`` (a traceback only with
-``--debug``); exit codes are those of DESIGN §7:
-
-    0 done (gate: fresh)        1 a "no" (gate blocked, verify found problems)
-    2 bad usage or input        3 refused by a rule        4 damaged store
+``--debug``); exit codes are those of DESIGN §7 (see ``errors``).
 """
 
 from __future__ import annotations
@@ -21,19 +30,9 @@ import traceback
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from eventstore import ScenelogError
-from projections import commands as _commands  # noqa: F401  (registers subcommands)
-from projections import commands_audit as _commands_audit  # noqa: F401
-from projections import commands_serve as _commands_serve  # noqa: F401
-from projections import commands_watch as _commands_watch  # noqa: F401
-from projections.clikit import (
-    EXIT_BAD_INPUT,
-    EXIT_DAMAGED,
-    EXIT_OK,
-    SUBCOMMANDS,
-    Context,
-    UsageError,
-)
+from projections.cli.context import Context
+from projections.cli.errors import UsageError, outcome
+from projections.cli.table import SUBCOMMANDS
 
 __all__ = ["build_parser", "cli", "main"]
 
@@ -102,50 +101,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
 def cli(*argv: str, out: Any = None, err: Any = None) -> int:
-    """Run ``scenelog`` with ``argv``; return the exit code (for tests and embedding)."""
+    """Run ``scenelog`` with ``argv``; return the exit code (for tests and embedding).
+
+    Every exception a command raises becomes its exit code and one line on
+    ``err`` in :func:`projections.cli.errors.outcome`; ``--debug`` adds the
+    traceback. ``--help`` exits (SystemExit) as argparse does.
+    """
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
-    debug = "--debug" in argv
     try:
         args = build_parser().parse_args(list(argv))
         if args.command is None:
             raise UsageError("a COMMAND is needed (see `scenelog --help`)")
         return int(args.handler(Context(args, out, err), args))
-    except UsageError as e:
-        print(f"scenelog: error: {_one_line(str(e))}", file=err)
-        return EXIT_BAD_INPUT
-    except ScenelogError as e:
-        if debug:
+    except (Exception, KeyboardInterrupt) as e:
+        result = outcome(e)
+        if result.traceback and "--debug" in argv:
             traceback.print_exc(file=err)
-        print(f"scenelog: error: {_one_line(str(e))}", file=err)
-        return e.exit_code
-    except NotADirectoryError as e:
-        # A part of the store's path is a file: the root or project names the wrong thing.
-        print(
-            f"scenelog: error: {e.filename} cannot be reached: a part of its path is a file, "
-            "not a folder; check --root ($SCENELOG_ROOT) and --project",
-            file=err,
-        )
-        return EXIT_BAD_INPUT
-    except BrokenPipeError:
-        return EXIT_OK
-    except KeyboardInterrupt:
-        print("scenelog: interrupted", file=err)
-        return 130
-    except Exception as e:
-        if debug:
-            traceback.print_exc(file=err)
-        print(
-            f"scenelog: error: unexpected {type(e).__name__}: {_one_line(str(e))} "
-            "(rerun with --debug and report it)",
-            file=err,
-        )
-        return EXIT_DAMAGED
+        if result.line is not None:
+            print(result.line, file=err)
+        return result.code
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -154,5 +130,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         sys.stdout.flush()
     except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        # The reader left: point stdout at /dev/null so the interpreter's own
+        # flush at exit does not print a second error.
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), sys.stdout.fileno())
     raise SystemExit(code)

@@ -24,10 +24,16 @@ import time
 from typing import Any
 
 from projections import render
-from projections.clikit import EXIT_NO, EXIT_OK, Context, UsageError, command, count_arg, json_flag
+from projections.cli.context import Context, count_arg, json_flag
+from projections.cli.errors import EXIT_NO, EXIT_OK, UsageError
 from projections.watcher import WatchEvent, consumer_status, watch
 
-__all__: list[str] = []
+__all__ = [
+    "cmd_consumers",
+    "cmd_watch",
+    "consumers_arguments",
+    "watch_arguments",
+]
 
 
 class _Stop:
@@ -61,7 +67,7 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _watch_arguments(p: argparse.ArgumentParser) -> None:
+def watch_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--type", type=_types, metavar="T,T", help="only these event types")
     p.add_argument("--episode", metavar="EPISODE", help="only this episode's batches")
     p.add_argument(
@@ -150,12 +156,6 @@ def _check_handler(command: list[str]) -> None:
         )
 
 
-@command(
-    "watch",
-    "print (or --exec a command for) each event as it lands, resuming a consumer's position",
-    "scenelog watch --type conformed --consumer boards --exec rebuild_boards.sh",
-    _watch_arguments,
-)
 def cmd_watch(ctx: Context, args: argparse.Namespace) -> int:
     if args.exec is not None:
         _check_handler(args.exec)
@@ -214,16 +214,10 @@ def cmd_watch(ctx: Context, args: argparse.Namespace) -> int:
             signal.signal(sig, handler)
 
 
-def _consumers_arguments(p: argparse.ArgumentParser) -> None:
+def consumers_arguments(p: argparse.ArgumentParser) -> None:
     json_flag(p)
 
 
-@command(
-    "consumers",
-    "each watcher consumer with its lag and last delivery",
-    "scenelog consumers --json",
-    _consumers_arguments,
-)
 def cmd_consumers(ctx: Context, args: argparse.Namespace) -> int:
     rows = consumer_status(ctx.project, ctx.root)
     if args.json:

@@ -10,9 +10,13 @@ import argparse
 import os
 from pathlib import Path
 
-from projections.clikit import EXIT_OK, Context, UsageError, command
+from projections.cli.context import Context
+from projections.cli.errors import EXIT_OK, UsageError
 
-__all__: list[str] = []
+__all__ = [
+    "cmd_serve",
+    "serve_arguments",
+]
 
 
 def _port(text: str) -> int:
@@ -31,7 +35,7 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _serve_arguments(p: argparse.ArgumentParser) -> None:
+def serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=_port, default=8750, help="port (default: 8750; 0: any free)")
     p.add_argument(
@@ -71,12 +75,6 @@ def _read_token(path: str) -> str:
     return token
 
 
-@command(
-    "serve",
-    "serve the HTTP projection API, the live event stream and the review board",
-    "scenelog serve --port 8750  # then open http://127.0.0.1:8750/",
-    _serve_arguments,
-)
 def cmd_serve(ctx: Context, args: argparse.Namespace) -> int:
     try:
         from projections.http import ServeConfig, is_loopback, serve

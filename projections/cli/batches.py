@@ -1,40 +1,56 @@
-"""The everyday subcommands: add, conform, revert, derived, show, history, ls, gate, demo."""
+"""The everyday subcommands: add, conform, revert, derived, show, history, ls, gate, demo.
+
+Each is a pair: ``NAME_arguments(parser)`` and ``cmd_NAME(ctx, args) -> exit
+code``, a thin mapping onto ``SceneVersionStore`` and ``Projection``; the
+table in :mod:`projections.cli.table` names them.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from pathlib import Path
 
 from eventstore import Manifest, Scene
 from eventstore.events import encode_event
 from eventstore.layout import validate_batch_id
 from projections import render
-from projections.clikit import (
-    EXIT_NO,
-    EXIT_OK,
-    Context,
-    Handler,
-    UsageError,
-    command,
-    count_arg,
-    json_flag,
-    version_arg,
-)
+from projections.cli.context import Context, Handler, count_arg, json_flag, version_arg
+from projections.cli.errors import EXIT_NO, EXIT_OK, UsageError
 
-__all__: list[str] = []
+__all__ = [
+    "add_arguments",
+    "cmd_add",
+    "cmd_conform",
+    "cmd_demo",
+    "cmd_derived",
+    "cmd_gate",
+    "cmd_history",
+    "cmd_ls",
+    "cmd_revert",
+    "cmd_show",
+    "demo_arguments",
+    "gate_arguments",
+    "history_arguments",
+    "ls_arguments",
+    "pointer_arguments",
+    "show_arguments",
+]
 
 
 def _read_scene(source: str) -> Scene:
     try:
-        data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+        if source == "-":
+            data = sys.stdin.buffer.read()
+        else:
+            with open(source, "rb") as f:
+                data = f.read()
     except OSError as e:
         raise UsageError(f"cannot read scene JSON {source}: {e.strerror or e}") from e
     return Scene.from_json(data)
 
 
-def _add_arguments(p: argparse.ArgumentParser) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("batch_id", metavar="BATCH_ID")
     p.add_argument("scene", metavar="SCENE_JSON", help="path of the scene JSON, or - for stdin")
     p.add_argument("--kind", default="reshoot", help="pickup or reshoot (default: reshoot)")
@@ -50,12 +66,6 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     json_flag(p)
 
 
-@command(
-    "add",
-    "register a scene JSON as a new candidate version; prints its number",
-    "scenelog add ep_001_BATCH_003 scene.json --dedup --reason 'script v7'",
-    _add_arguments,
-)
 def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
     batch_id = validate_batch_id(args.batch_id)
     result = ctx.store(batch_id).write_candidate(
@@ -85,7 +95,7 @@ def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _pointer_arguments(p: argparse.ArgumentParser) -> None:
+def pointer_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("batch_id", metavar="BATCH_ID")
     p.add_argument("version", metavar="VERSION", type=version_arg)
     p.add_argument("--reason", help="why (recorded in the log)")
@@ -107,8 +117,9 @@ def _print_manifest(ctx: Context, manifest: Manifest | None, batch_id: str) -> N
         ctx.print(render.manifest_summary(manifest))
 
 
-def _pointer_command(name: str, summary: str, example: str) -> Handler:
-    @command(name, summary, example, _pointer_arguments)
+def _pointer_command(name: str) -> Handler:
+    """The handler of ``conform``, ``revert`` or ``derived`` (same arguments, same output)."""
+
     def handler(ctx: Context, args: argparse.Namespace) -> int:
         batch_id = validate_batch_id(args.batch_id)
         store = ctx.store(batch_id)
@@ -126,24 +137,12 @@ def _pointer_command(name: str, summary: str, example: str) -> Handler:
     return handler
 
 
-_pointer_command(
-    "conform",
-    "point the batch at VERSION and approve it",
-    "scenelog conform ep_001_BATCH_003 3 --reason 'director approved'",
-)
-_pointer_command(
-    "revert",
-    "point the batch back at VERSION (nothing else changes)",
-    "scenelog revert ep_001_BATCH_003 2 --reason 'v3 broke continuity'",
-)
-_pointer_command(
-    "derived",
-    "record that the boards of the active VERSION were rebuilt",
-    "scenelog derived ep_001_BATCH_003 3 --expect-seq 7",
-)
+cmd_conform = _pointer_command("conform")
+cmd_revert = _pointer_command("revert")
+cmd_derived = _pointer_command("derived")
 
 
-def _show_arguments(p: argparse.ArgumentParser) -> None:
+def show_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("batch_id", metavar="BATCH_ID")
     p.add_argument("--at-seq", type=count_arg, metavar="N", help="as it was after event N")
     p.add_argument(
@@ -155,12 +154,6 @@ def _show_arguments(p: argparse.ArgumentParser) -> None:
     json_flag(p)
 
 
-@command(
-    "show",
-    "the batch's manifest: versions, the active one, states",
-    "scenelog show ep_001_BATCH_003 --at 2026-11-26T12:00:00Z",
-    _show_arguments,
-)
 def cmd_show(ctx: Context, args: argparse.Namespace) -> int:
     view = ctx.projection()
     if args.at_seq is not None and args.at is not None:
@@ -176,17 +169,11 @@ def cmd_show(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _history_arguments(p: argparse.ArgumentParser) -> None:
+def history_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("batch_id", metavar="BATCH_ID")
     json_flag(p, "print the events as JSON lines")
 
 
-@command(
-    "history",
-    "every event of the batch: who, when, what, why",
-    "scenelog history ep_001_BATCH_003 --json | jq 'select(.type==\"conformed\")'",
-    _history_arguments,
-)
 def cmd_history(ctx: Context, args: argparse.Namespace) -> int:
     view = ctx.projection()
     view.require(args.batch_id)
@@ -198,7 +185,7 @@ def cmd_history(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _ls_arguments(p: argparse.ArgumentParser) -> None:
+def ls_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("episode", metavar="EPISODE", nargs="?", help="e.g. ep_001 (default: all)")
     p.add_argument(
         "--pending",
@@ -213,12 +200,6 @@ def _ls_arguments(p: argparse.ArgumentParser) -> None:
     json_flag(p)
 
 
-@command(
-    "ls",
-    "batches with active version, gate, newest and awaiting versions",
-    "scenelog ls ep_001 --pending",
-    _ls_arguments,
-)
 def cmd_ls(ctx: Context, args: argparse.Namespace) -> int:
     view = ctx.projection()
     if args.pending and args.candidates:
@@ -234,30 +215,24 @@ def cmd_ls(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _gate_arguments(p: argparse.ArgumentParser) -> None:
+def gate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("batch_id", metavar="BATCH_ID")
     json_flag(p)
 
 
-@command(
-    "gate",
-    "exit 0 when the batch may be dispatched, 1 when not, and say why",
-    "scenelog gate ep_001_BATCH_003 && submit_render_job ep_001_BATCH_003",
-    _gate_arguments,
-)
 def cmd_gate(ctx: Context, args: argparse.Namespace) -> int:
     batch_id = validate_batch_id(args.batch_id)
     # R16: an unknown batch (no log, no flat body; or a wrong root or project)
     # raises UnknownBatch, exit 2 — never "fresh".
     manifest = ctx.projection().manifest(batch_id)
-    fresh = manifest is None or manifest.is_fresh
+    fresh = manifest is None or manifest.blocked_reason() is None
     if args.json:
         ctx.json(
             {
                 "batch_id": batch_id,
                 "fresh": fresh,
                 "active_version": None if manifest is None else manifest.active_version,
-                "why": render.gate_line(batch_id, manifest).split(": ", 1)[1],
+                "why": render.gate_why(manifest),
             }
         )
     else:
@@ -265,7 +240,7 @@ def cmd_gate(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_OK if fresh else EXIT_NO
 
 
-def _demo_arguments(p: argparse.ArgumentParser) -> None:
+def demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "dir",
         metavar="DIR",
@@ -274,12 +249,6 @@ def _demo_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-@command(
-    "demo",
-    "build a small show and walk a pipeline day on it",
-    "scenelog demo /tmp/scenelog-demo",
-    _demo_arguments,
-)
 def cmd_demo(ctx: Context, args: argparse.Namespace) -> int:
     from projections.demo import run_demo
 

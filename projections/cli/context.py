@@ -1,8 +1,9 @@
-"""What every ``scenelog`` subcommand shares: the context, the registry, argument types.
+"""What every ``scenelog`` handler shares: the context and the argument types.
 
-A subcommand module registers each command with :func:`command`, giving its
-README summary line, its ``--help`` example, a function that adds its
-arguments, and the handler. Handlers return the exit code.
+A handler is ``handler(ctx, args) -> exit code``; :class:`Context` resolves
+the root, project, actor and lock timeout (flag, then environment variable,
+then default) and holds where output goes. The handlers are listed, with
+their arguments, in :mod:`projections.cli.table`.
 """
 
 from __future__ import annotations
@@ -14,29 +15,22 @@ import re
 import stat
 import threading
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import msgspec
 
 from eventstore import SceneVersionStore
 from eventstore.layout import batch_episode
 from eventstore.lock import DEFAULT_LOCK_TIMEOUT
+from projections.cli.errors import UsageError
 from projections.projection import Projection
 
 __all__ = [
-    "EXIT_BAD_INPUT",
-    "EXIT_DAMAGED",
-    "EXIT_NO",
-    "EXIT_OK",
-    "EXIT_REFUSED",
     "MAX_LOCK_TIMEOUT",
-    "SUBCOMMANDS",
+    "Arguments",
     "Context",
     "Handler",
-    "Subcommand",
-    "UsageError",
     "check_root",
-    "command",
     "count_arg",
     "json_flag",
     "seconds_arg",
@@ -44,14 +38,8 @@ __all__ = [
     "version_arg",
 ]
 
-EXIT_OK, EXIT_NO, EXIT_BAD_INPUT, EXIT_REFUSED, EXIT_DAMAGED = 0, 1, 2, 3, 4
-
 MAX_LOCK_TIMEOUT = min(threading.TIMEOUT_MAX, 365 * 24 * 3600.0)
 """The longest duration a flag accepts: a year (far beyond it, locks and timers overflow)."""
-
-
-class UsageError(Exception):
-    """Bad usage: one line on stderr, exit 2."""
 
 
 class Context:
@@ -125,31 +113,9 @@ class Context:
 
 
 Handler = Callable[[Context, argparse.Namespace], int]
+"""Runs one subcommand; returns its exit code (raises for errors, see ``errors.outcome``)."""
 Arguments = Callable[[argparse.ArgumentParser], None]
-
-
-class Subcommand(NamedTuple):
-    name: str
-    summary: str
-    example: str
-    arguments: Arguments
-    handler: Handler
-
-
-SUBCOMMANDS: list[Subcommand] = []
-"""Every subcommand in the order of ``--help`` and the README's table."""
-
-
-def command(
-    name: str, summary: str, example: str, arguments: Arguments
-) -> Callable[[Handler], Handler]:
-    """Register the decorated handler as ``scenelog NAME``."""
-
-    def register(handler: Handler) -> Handler:
-        SUBCOMMANDS.append(Subcommand(name, summary, example, arguments, handler))
-        return handler
-
-    return register
+"""Adds one subcommand's arguments to its parser."""
 
 
 def version_arg(text: str) -> int:

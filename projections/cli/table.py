@@ -1,0 +1,149 @@
+"""Every ``scenelog`` subcommand, in one place, in the order of ``--help`` and the README.
+
+A row is the command's name, its summary (the README table's line and the
+first line of its ``--help``), the example its ``--help`` ends with, the
+function that adds its arguments, and its handler. Adding a command is
+adding a row here; nothing registers itself on import
+(``tests/test_readme.py`` keeps this table, ``--help`` and the README equal).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from projections.cli import audit, batches, serve, watch
+from projections.cli.context import Arguments, Handler
+
+__all__ = ["SUBCOMMANDS", "Subcommand"]
+
+
+class Subcommand(NamedTuple):
+    name: str
+    summary: str
+    example: str
+    arguments: Arguments
+    handler: Handler
+
+
+SUBCOMMANDS: tuple[Subcommand, ...] = (
+    Subcommand(
+        "add",
+        "register a scene JSON as a new candidate version; prints its number",
+        "scenelog add ep_001_BATCH_003 scene.json --dedup --reason 'script v7'",
+        batches.add_arguments,
+        batches.cmd_add,
+    ),
+    Subcommand(
+        "conform",
+        "point the batch at VERSION and approve it",
+        "scenelog conform ep_001_BATCH_003 3 --reason 'director approved'",
+        batches.pointer_arguments,
+        batches.cmd_conform,
+    ),
+    Subcommand(
+        "revert",
+        "point the batch back at VERSION (nothing else changes)",
+        "scenelog revert ep_001_BATCH_003 2 --reason 'v3 broke continuity'",
+        batches.pointer_arguments,
+        batches.cmd_revert,
+    ),
+    Subcommand(
+        "derived",
+        "record that the boards of the active VERSION were rebuilt",
+        "scenelog derived ep_001_BATCH_003 3 --expect-seq 7",
+        batches.pointer_arguments,
+        batches.cmd_derived,
+    ),
+    Subcommand(
+        "show",
+        "the batch's manifest: versions, the active one, states",
+        "scenelog show ep_001_BATCH_003 --at 2026-11-26T12:00:00Z",
+        batches.show_arguments,
+        batches.cmd_show,
+    ),
+    Subcommand(
+        "history",
+        "every event of the batch: who, when, what, why",
+        "scenelog history ep_001_BATCH_003 --json | jq 'select(.type==\"conformed\")'",
+        batches.history_arguments,
+        batches.cmd_history,
+    ),
+    Subcommand(
+        "ls",
+        "batches with active version, gate, newest and awaiting versions",
+        "scenelog ls ep_001 --pending",
+        batches.ls_arguments,
+        batches.cmd_ls,
+    ),
+    Subcommand(
+        "gate",
+        "exit 0 when the batch may be dispatched, 1 when not, and say why",
+        "scenelog gate ep_001_BATCH_003 && submit_render_job ep_001_BATCH_003",
+        batches.gate_arguments,
+        batches.cmd_gate,
+    ),
+    Subcommand(
+        "demo",
+        "build a small show and walk a pipeline day on it",
+        "scenelog demo /tmp/scenelog-demo",
+        batches.demo_arguments,
+        batches.cmd_demo,
+    ),
+    Subcommand(
+        "diff",
+        "shots added, removed, moved and changed between versions A and B",
+        "scenelog diff ep_001_BATCH_003 2 3",
+        audit.diff_arguments,
+        audit.cmd_diff,
+    ),
+    Subcommand(
+        "audit",
+        "every pointer move across the project: batch, from → to, who, when, why",
+        "scenelog audit ep_001 --since 2026-11-01T00:00:00Z --csv > approvals.csv",
+        audit.audit_arguments,
+        audit.cmd_audit,
+    ),
+    Subcommand(
+        "verify",
+        "check logs, hash chains, rules, bodies and views; exit 1 on any finding",
+        "scenelog verify ep_001 --json",
+        audit.verify_arguments,
+        audit.cmd_verify,
+    ),
+    Subcommand(
+        "heads",
+        "export every batch's head (seq and hash of its last line) to keep a copy elsewhere",
+        "scenelog heads --json > heads-$(date +%F).jsonl",
+        audit.heads_arguments,
+        audit.cmd_heads,
+    ),
+    Subcommand(
+        "import",
+        "turn reference-format versions.json manifests into logs; exit 1 if any is refused",
+        "scenelog import ep_001 --dry-run",
+        audit.import_arguments,
+        audit.cmd_import,
+    ),
+    Subcommand(
+        "serve",
+        "serve the HTTP projection API, the live event stream and the review board",
+        "scenelog serve --port 8750  # then open http://127.0.0.1:8750/",
+        serve.serve_arguments,
+        serve.cmd_serve,
+    ),
+    Subcommand(
+        "watch",
+        "print (or --exec a command for) each event as it lands, resuming a consumer's position",
+        "scenelog watch --type conformed --consumer boards --exec rebuild_boards.sh",
+        watch.watch_arguments,
+        watch.cmd_watch,
+    ),
+    Subcommand(
+        "consumers",
+        "each watcher consumer with its lag and last delivery",
+        "scenelog consumers --json",
+        watch.consumers_arguments,
+        watch.cmd_consumers,
+    ),
+)
+"""Every subcommand in the order of ``--help`` and the README's table."""
