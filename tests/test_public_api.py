@@ -50,3 +50,34 @@ def test_errors_pickle_with_their_facts() -> None:
     copy = pickle.loads(pickle.dumps(error))
     assert type(copy) is eventstore.SeqMismatch
     assert (copy.expected, copy.actual, str(copy)) == (2, 3, "changed")
+
+
+def test_item7_errors_declare_their_facts() -> None:
+    """Every fact an error carries is a typed class attribute (None when not known)."""
+    import pickle
+    import typing
+
+    from eventstore import errors
+
+    declared = {
+        errors.ScenelogError: {"batch_id", "path", "message", "facts"},
+        errors.DamagedLog: {"line", "seq"},
+        errors.SeqMismatch: {"expected", "actual"},
+        errors.IdentityMismatch: {"expected", "actual"},
+        errors.NotActiveVersion: {"version", "active_version"},
+        errors.LockTimeout: {"timeout"},
+        errors.ConsumerBusy: {"consumer", "holder"},
+        errors.StoreIOError: {"errno_code"},
+        errors.InvalidInput: {"value"},
+    }
+    for cls, names in declared.items():
+        hints = typing.get_type_hints(cls)
+        assert names <= set(hints), (cls.__name__, names - set(hints))
+    for name in errors.__all__:
+        cls = getattr(errors, name)
+        assert {"batch_id", "path"} <= set(typing.get_type_hints(cls)), name
+        bare = cls("message only")
+        assert (bare.batch_id, bare.path) == (None, None), name
+    error = errors.DamagedLog("bad line", path="/x.log", line=3, batch_id="ep_001_BATCH_003")
+    copy = pickle.loads(pickle.dumps(error))
+    assert (copy.path, copy.line, copy.seq, copy.batch_id) == ("/x.log", 3, None, error.batch_id)
