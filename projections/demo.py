@@ -2,7 +2,9 @@
 
 The demo drives the public API exactly as a pipeline would and prints what
 happens, step by step, then ``ls``, one ``history`` and the gate results. It
-leaves the store in place so every other command can be pointed at it.
+leaves the store in place so every other command can be pointed at it. It
+reaches storage only through the backend of its root (``open_log``), like
+every other command.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from eventstore import NotActiveVersion, Scene, SceneVersionStore
+from eventstore.log import open_log
 from projections import render
 from projections.projection import Projection
 
@@ -59,9 +62,9 @@ def run_demo(directory: str | None, *, project: str = "demo", out: Any, err: Any
             batch_id, _scene(batch_id, 3 + n), actor="layout@farm-01", reason="first derivation"
         )
         say(f"   {batch_id} -> v{version}")
-    legacy = store.layout.batch(LEGACY)
-    legacy.scenes_dir.mkdir(parents=True, exist_ok=True)
-    legacy.flat.write_bytes(_scene(LEGACY, 2).to_json())
+    # What a tool from before versioning leaves: a flat body and no event.
+    with open_log(project, root).session(LEGACY) as legacy:
+        legacy.write_body(f"{LEGACY}.json", _scene(LEGACY, 2).to_json())
     say(f"   {LEGACY} is a legacy flat scene from before versioning (no log yet)")
 
     say("\n2. The script changes; the farm re-derives:")
