@@ -28,7 +28,7 @@ from eventstore import (
 )
 from eventstore.filelog import core as log_module
 from eventstore.filelog.core import read_log_events
-from projections import Projection
+from projections import Projection, verify
 from tests.helpers import child_env, scene, snapshot
 
 BATCH = "ep_001_BATCH_003"
@@ -493,8 +493,10 @@ def test_r17_stale_or_corrupt_view_is_not_trusted(
     forged = json.loads(stale)
     forged["seq"], forged["active_version"] = 4, 3
     view_path.write_text(json.dumps(forged))
-    # Same seq, different content: a view is a cache, and `verify` finds this.
-    assert view.manifest(BATCH) is not None
+    # Same seq, different content: readers fold the log instead, and `verify` finds it.
+    assert view.manifest(BATCH) == manifest and manifest.active_version == 2
+    report = verify("show", scenes_dir.parents[2])
+    assert not report.ok and any("differs from the fold" in str(f) for f in report.findings)
 
 
 def test_r18_torn_tail_through_the_store(
