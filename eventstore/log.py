@@ -30,6 +30,7 @@ Invariants every backend keeps:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from abc import ABC, abstractmethod
@@ -317,6 +318,59 @@ class EventLog(ABC):
         """R21: raise UnimportedManifest (or DamagedLog) when the batch has a
         reference-format manifest, or a view without its log."""
         return None
+
+    # Import and adopt (R29) read the manifests a reference-era tool keeps and
+    # write in their place; on backends without such manifests there are none.
+
+    def legacy_name(self, batch_id: str) -> str:
+        """The reference manifest's name, as import reasons and findings call it."""
+        return f"{batch_id}.versions.json"
+
+    def legacy_manifest(self, batch_id: str) -> bytes | None:
+        """The batch's reference-format manifest as a reference-era tool left it, or None.
+
+        On the file backend this is ``versions.json``, also the view: after an
+        import it holds the view, unless a reference-era tool rewrote it.
+        """
+        return None
+
+    def legacy_lock(self, batch_id: str, *, timeout: float) -> AbstractContextManager[None]:
+        """Hold the reference system's lock of the batch, if it has one (R29).
+
+        Taken before :meth:`session`, the order every command takes; LockTimeout
+        after ``timeout`` seconds.
+        """
+        return contextlib.nullcontext()
+
+    def keep_legacy_manifest(self, batch_id: str, data: bytes) -> None:
+        """Keep ``data``, the manifest about to be imported, durably as its backup.
+
+        Called under :meth:`legacy_lock` and the session, before the append;
+        a backup of other bytes (an import that died before its append) is
+        replaced.
+        """
+        return None
+
+    def write_snapshot(self, fold: Fold) -> None:
+        """Under the batch's session, after a commit: ``fold`` becomes the snapshot.
+
+        Replaces whatever is there, a reference manifest or a foreign view
+        included (import and adopt, R29); a failure is logged, not raised
+        (the log is the truth, R17).
+        """
+        return None
+
+    # ── what readers say when something is not there ───────────────────────
+
+    def where(self, batch_id: str, name: str | None = None) -> str:
+        """Where the batch's log (or its item ``name``) lives, for messages and findings."""
+        return f"{self.label}:{batch_id if name is None else name}"
+
+    def project_absence(self) -> str | None:
+        """Why the project is not there, as a clause for an error; None when it is."""
+        if self.project_exists():
+            return None
+        return f"there is no project {self.project} in {self.label}"
 
     # ── the change feed and consumers ───────────────────────────────────────
 
