@@ -2,19 +2,592 @@
 
 For tests of tools built on scenelog (like eventsourcing's POPO recorder):
 every store, projection and watcher of one process that names the same
-``memory://NAME`` root sees the same events. Nothing survives the process.
+``memory://NAME`` root sees the same events, bodies and checkpoints.
+Nothing survives the process; :meth:`MemoryLog.reset` forgets a NAME.
+
+Invariants:
+- One instance per (NAME, project) in a process (:meth:`MemoryLog.named`).
+- A batch's log is the list of the exact lines the file backend would write
+  (``encode_event``, the ``more`` marks of R24, ``prev`` = ``line_hash`` of
+  the line before, R19), so :meth:`MemoryLog.raw` and verify's chain check
+  work unchanged, and the lines written to a file make a valid file log.
+- A session holds the batch's ``threading.Lock`` (LockTimeout after its
+  timeout, R14) and checks every event of a command against a copy of the
+  fold and the ``at`` form before storing anything (R25, the file session's
+  checks): a refused command stores nothing.
+- A command's events become visible at once: the lists only grow, under the
+  batch lock, and the batch's head (seq, hash) is published after them;
+  readers take the head first and read only up to it, so they never see part
+  of a command (R24) and never wait for a writer (R22).
+- Bodies are stored when written, once (VersionBodyExists); a body of a
+  command that is then refused stays, as an orphan file would, and R8
+  numbering counts it.
+- The recorded head (R27) is set by every commit and is always the head.
+- The change feed delivers events in commit order (per batch, seq order
+  without gaps); its position is compact JSON ``{batch: [seq, event_id]}``;
+  ``wait`` sleeps on a condition notified by every commit. R28: a position
+  whose event a batch no longer holds (after :meth:`MemoryLog.reset`) is
+  reported through ``warn`` and that batch is delivered again from seq 1.
+- A consumer claim is exclusive among the threads of this process (the only
+  ones that can see the storage); it dies with the process.
+- Memory grows with what is written; nothing is evicted until ``reset``.
+
+Crash at each step: nothing is durable. There is no torn line or incomplete
+command to recover: a command is stored whole or not at all, and a process
+that dies loses the whole store.
 """
 
 from __future__ import annotations
 
-from eventstore.log import EventLog
+import json
+import os
+import re
+import socket
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, ClassVar
+
+import msgspec
+
+from eventstore.errors import (
+    BodyMissing,
+    ConsumerBusy,
+    InvalidInput,
+    LockTimeout,
+    RuleViolation,
+    VersionBodyExists,
+)
+from eventstore.events import Appended, Event, encode_event, utc_now
+from eventstore.layout import validate_batch_id
+from eventstore.log import (
+    DEFAULT_LOCK_TIMEOUT,
+    EventLog,
+    Feed,
+    FeedItem,
+    Head,
+    LogSession,
+    RawLog,
+    line_hash,
+    mark_line,
+)
+from eventstore.manifest import Fold, Manifest
 
 __all__ = ["MemoryLog"]
+
+_NO_HEAD = Head(0, None)
+
+
+class _Batch:
+    """One batch's log, bodies and lock.
+
+    ``lines``, ``events`` and ``stamps`` only grow, under ``lock``; ``head``
+    is published after them, so ``events[:head.seq]`` is always whole commands.
+    """
+
+    __slots__ = (
+        "batch_id",
+        "bodies",
+        "events",
+        "fold",
+        "head",
+        "holder",
+        "lines",
+        "lock",
+        "stamps",
+    )
+
+    def __init__(self, batch_id: str) -> None:
+        self.batch_id = batch_id
+        self.lock = threading.Lock()
+        self.holder: str | None = None  # the thread in a session, for LockTimeout
+        self.lines: list[bytes] = []
+        self.events: list[Event] = []
+        self.stamps: list[int] = []  # the commit number of each event (feed order)
+        self.fold = Fold(batch_id)
+        self.head = _NO_HEAD
+        self.bodies: dict[str, bytes] = {}
+
+    def holds(self) -> bool:
+        """Whether there is anything at all (a committed event or a body)."""
+        return self.head.seq > 0 or bool(self.bodies)
+
+
+_AT_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
+
+
+def _at_problem(event: Event) -> str | None:
+    """Why ``event.at`` is not a time a log may hold (None: it is); as the file session."""
+    at = event.at
+    if _AT_RE.fullmatch(at):
+        try:
+            datetime.fromisoformat(at[:-1])
+            return None
+        except ValueError:
+            pass
+    elif event.imported and isinstance(at, str):
+        # Carried over from a reference manifest: any ISO 8601 time with a zone.
+        text = at[:-1] + "+00:00" if at.endswith("Z") else at
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            moment = None
+        if moment is not None and moment.utcoffset() is not None and len(text.split("-")[0]) == 4:
+            return None
+    return f"`at` {at!r} is not a UTC time of the form YYYY-MM-DDTHH:MM:SS.ffffffZ"
+
+
+def _append_problem(fold: Fold, event: Event, batch_id: str) -> str | None:
+    """What the file session would refuse about ``event`` after ``fold`` (None: nothing)."""
+    if event.batch_id != batch_id:
+        return f"it names batch {event.batch_id!r}"
+    if isinstance(event, Appended):
+        if fold.entry(event.version) is not None:
+            return f"v{event.version} is registered already"
+    elif fold.entry(event.version) is None:
+        return f"v{event.version} is not registered"
+    return _at_problem(event)
+
+
+def _body_version(batch_id: str, name: str) -> int | None:
+    """The version of a ``<batch>.vNNN.json`` body name; None for any other name."""
+    prefix = batch_id + ".v"
+    if not (name.startswith(prefix) and name.endswith(".json")):
+        return None
+    digits = name[len(prefix) : -len(".json")]
+    if len(digits) < 3 or not digits.isascii() or not digits.isdigit():
+        return None
+    version = int(digits)
+    return version if f"{version:03d}" == digits and version >= 1 else None
+
+
+class _MemorySession(LogSession):
+    def __init__(self, log: MemoryLog, batch: _Batch) -> None:
+        self._log = log
+        self._batch = batch
+        self.batch_id = batch.batch_id
+
+    @property
+    def fold(self) -> Fold:
+        return self._batch.fold
+
+    def highest_body_version(self) -> int:
+        found = (_body_version(self.batch_id, n) for n in list(self._batch.bodies))
+        return max((v for v in found if v is not None), default=0)
+
+    def body_exists(self, name: str) -> bool:
+        return name in self._batch.bodies
+
+    def read_body(self, name: str) -> bytes:
+        return self._log.read_body(self.batch_id, name)
+
+    def write_body(self, name: str, data: bytes) -> None:
+        self._log._check_body_name(self.batch_id, name)
+        bodies = self._batch.bodies
+        with self._log._changed:
+            if name in bodies:
+                raise VersionBodyExists(
+                    f"refusing to overwrite existing version body {name} of batch "
+                    f"{self.batch_id}: bodies are immutable; run `scenelog verify` to "
+                    "inspect the batch",
+                    path=self._log.where(self.batch_id, name),
+                    batch_id=self.batch_id,
+                )
+            bodies[name] = bytes(data)
+
+    def append(self, events: Sequence[Event]) -> list[Event]:
+        """Check every event against a copy of the fold, then store them all at once."""
+        if not events:
+            return []
+        batch = self._batch
+        work = batch.fold.copy()
+        prev = batch.head.hash
+        seq = work.seq
+        remaining = len(events)
+        committed: list[Event] = []
+        lines: list[bytes] = []
+        for draft in events:
+            seq += 1
+            remaining -= 1
+            event = msgspec.structs.replace(draft, seq=seq, prev=prev)
+            problem = _append_problem(work, event, self.batch_id)
+            if problem is not None:
+                raise RuleViolation(
+                    f"batch {self.batch_id}: refusing to append {event.type} v{event.version} "
+                    f"as seq {event.seq}: {problem}; nothing was written",
+                    batch_id=self.batch_id,
+                    seq=event.seq,
+                )
+            work.apply(event)
+            line = encode_event(event)
+            if remaining:
+                line = mark_line(line, remaining)
+            prev = line_hash(line)
+            committed.append(event)
+            lines.append(line)
+        self._log._commit(batch, committed, lines, work, Head(seq, prev))
+        return committed
+
+
+class _MemoryFeed(Feed):
+    """The project's events after a position, in commit order."""
+
+    def __init__(
+        self,
+        log: MemoryLog,
+        positions: dict[str, tuple[int, str | None]],
+        episode: str | None,
+        warn: Callable[[str], None] | None,
+    ) -> None:
+        self._log = log
+        self._positions = positions
+        self._prefix = None if episode is None else episode + "_"
+        self._warn = warn
+        self._seen = -1  # the log's commit count when last read
+
+    def _batches(self) -> list[_Batch]:
+        found = list(self._log._batches.values())
+        prefix = self._prefix
+        return found if prefix is None else [b for b in found if b.batch_id.startswith(prefix)]
+
+    def _start(self, batch: _Batch, head: Head) -> int:
+        """The seq delivered last of ``batch``: its position's, or 0 when the log lost it (R28)."""
+        found = self._positions.get(batch.batch_id)
+        if found is None:
+            return 0
+        seq, event_id = found
+        if seq == 0:
+            return 0
+        if seq <= head.seq:
+            held = batch.events[seq - 1].event_id
+            if event_id is None or held == event_id:
+                return seq
+        if self._warn is not None:
+            self._warn(
+                f"scenelog: warning: batch {batch.batch_id}: its log in {self._log.label} no "
+                f"longer holds seq {seq} (event {event_id}) that this feed last delivered "
+                "(reset or recreated?); delivering its events again from seq 1"
+            )
+        self._positions[batch.batch_id] = (0, None)
+        return 0
+
+    def read(self) -> list[FeedItem]:
+        self._seen = self._log._commits
+        found: list[tuple[int, int, _Batch]] = []
+        for batch in self._batches():
+            head = batch.head
+            start = self._start(batch, head)
+            stamps = batch.stamps
+            found.extend((stamps[i], i + 1, batch) for i in range(start, head.seq))
+        found.sort(key=lambda item: (item[0], item[1]))
+        items: list[FeedItem] = []
+        for _stamp, seq, batch in found:
+            event = batch.events[seq - 1]
+            self._positions[batch.batch_id] = (seq, event.event_id)
+            items.append(FeedItem(batch.batch_id, event, self.position))
+        return items
+
+    def wait(self, timeout: float) -> None:
+        changed = self._log._changed
+        with changed:
+            if self._log._commits == self._seen:
+                changed.wait(max(timeout, 0.0))
+
+    @property
+    def position(self) -> str:
+        return json.dumps(
+            {b: [seq, event_id] for b, (seq, event_id) in sorted(self._positions.items())},
+            separators=(",", ":"),
+        )
+
+    def lag(self) -> int:
+        lag = 0
+        for batch in self._batches():
+            head = batch.head
+            found = self._positions.get(batch.batch_id)
+            if found is None or found[0] == 0:
+                lag += head.seq
+                continue
+            seq, event_id = found
+            held = seq <= head.seq and event_id in (None, batch.events[seq - 1].event_id)
+            lag += head.seq - seq if held else head.seq
+        return lag
+
+
+def _decode_position(position: str, label: str) -> dict[str, tuple[int, str | None]]:
+    """A position written by :class:`_MemoryFeed` (InvalidInput for anything else)."""
+    try:
+        data: Any = json.loads(position)
+        if not isinstance(data, dict):
+            raise TypeError
+        found: dict[str, tuple[int, str | None]] = {}
+        for batch_id, pair in data.items():
+            seq, event_id = pair
+            if (
+                not isinstance(batch_id, str)
+                or type(seq) is not int
+                or seq < 0
+                or not (event_id is None or isinstance(event_id, str))
+            ):
+                raise TypeError
+            found[batch_id] = (seq, event_id)
+    except (ValueError, TypeError) as e:
+        raise InvalidInput(
+            f"feed position {position[:80]!r} was not written by {label}'s feed: resume from "
+            "a position its feed gave, or start at 'now' or 'beginning'",
+            value=position,
+        ) from e
+    return found
 
 
 class MemoryLog(EventLog):
     """Events, bodies and checkpoints of one project in this process's memory."""
 
+    _registry: ClassVar[dict[tuple[str, str], MemoryLog]] = {}
+    _registry_guard: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, name: str, project: str) -> None:
+        self.name = name
+        self.project = project
+        self.label = f"memory://{name}"
+        self._guard = threading.Lock()  # creating batches, claims
+        self._changed = threading.Condition()  # commits, body writes, checkpoints
+        self._commits = 0
+        self._batches: dict[str, _Batch] = {}
+        self._checkpoints: dict[str, bytes] = {}
+        self._claims: dict[str, dict[str, Any]] = {}
+
     @classmethod
-    def named(cls, name: str, project: str) -> EventLog:
-        raise NotImplementedError("issue 11: memory://NAME")
+    def named(cls, name: str, project: str) -> MemoryLog:
+        """The one instance serving ``project`` at ``memory://name`` in this process."""
+        with cls._registry_guard:
+            found = cls._registry.get((name, project))
+            if found is None:
+                found = cls._registry[(name, project)] = cls(name, project)
+            return found
+
+    @classmethod
+    def reset(cls, name: str) -> None:
+        """Forget everything stored at ``memory://name``, for every project.
+
+        Instances handed out before see an empty store (their feeds report
+        lost positions through ``warn``); the next :meth:`named` makes new ones.
+        Consumer claims of running watchers stay held until released.
+        """
+        with cls._registry_guard:
+            gone = [key for key in cls._registry if key[0] == name]
+            logs = [cls._registry.pop(key) for key in gone]
+        for log in logs:
+            with log._changed:
+                log._batches = {}
+                log._checkpoints = {}
+                log._commits += 1
+                log._changed.notify_all()
+
+    # ── internals ──────────────────────────────────────────────────────────
+
+    def where(self, batch_id: str, name: str | None = None) -> str:
+        """``memory://NAME/<project>/<batch or item>``, for messages and findings."""
+        return f"{self.label}/{self.project}/{batch_id if name is None else name}"
+
+    def _get(self, batch_id: str) -> _Batch | None:
+        return self._batches.get(batch_id)
+
+    def _batch(self, batch_id: str) -> _Batch:
+        found = self._batches.get(batch_id)
+        if found is None:
+            with self._guard:
+                found = self._batches.get(batch_id)
+                if found is None:
+                    found = self._batches[batch_id] = _Batch(batch_id)
+        return found
+
+    def _check_body_name(self, batch_id: str, name: str) -> None:
+        if name != f"{batch_id}.json" and _body_version(batch_id, name) is None:
+            raise InvalidInput(
+                f"artifact {name!r} does not belong to batch {batch_id}",
+                value=name,
+                batch_id=batch_id,
+            )
+
+    def _commit(
+        self, batch: _Batch, events: list[Event], lines: list[bytes], fold: Fold, head: Head
+    ) -> None:
+        """Store a command whole (under the batch lock) and wake the feeds."""
+        with self._changed:
+            self._commits += 1
+            batch.lines.extend(lines)
+            batch.events.extend(events)
+            batch.stamps.extend([self._commits] * len(events))
+            batch.fold = fold
+            batch.head = head  # published last: readers read up to it
+            self._changed.notify_all()
+
+    # ── discovery ──────────────────────────────────────────────────────────
+
+    def project_exists(self) -> bool:
+        batches = list(self._batches.values())
+        return bool(self._checkpoints) or any(b.holds() for b in batches)
+
+    def episodes(self) -> list[str]:
+        return sorted({b.batch_id[:6] for b in list(self._batches.values()) if b.holds()})
+
+    def batches(self, episode: str) -> list[str]:
+        prefix = episode + "_"
+        return sorted(
+            b.batch_id
+            for b in list(self._batches.values())
+            if b.head.seq > 0 and b.batch_id.startswith(prefix)
+        )
+
+    # ── reads ──────────────────────────────────────────────────────────────
+
+    def exists(self, batch_id: str) -> bool:
+        batch = self._get(batch_id)
+        return batch is not None and batch.head.seq > 0
+
+    def read(self, batch_id: str, *, after: int = 0) -> list[Event]:
+        batch = self._get(batch_id)
+        if batch is None:
+            return []
+        head = batch.head
+        return batch.events[max(after, 0) : head.seq]
+
+    def head(self, batch_id: str) -> Head:
+        batch = self._get(batch_id)
+        return _NO_HEAD if batch is None else batch.head
+
+    def raw(self, batch_id: str) -> RawLog:
+        batch = self._get(batch_id)
+        lines = [] if batch is None else batch.lines[: batch.head.seq]
+        return RawLog(lines, [], 0, self.where(batch_id))
+
+    def recorded_head(self, batch_id: str) -> Head | None:
+        head = self.head(batch_id)
+        return head if head.seq else None
+
+    def busy(self, batch_id: str) -> bool:
+        batch = self._get(batch_id)
+        return batch is not None and batch.lock.locked()
+
+    def snapshot(self, batch_id: str) -> Manifest | None:
+        batch = self._get(batch_id)
+        if batch is None or batch.head.seq == 0:
+            return None
+        return batch.fold.manifest()
+
+    # ── bodies ─────────────────────────────────────────────────────────────
+
+    def body_exists(self, batch_id: str, name: str) -> bool:
+        batch = self._get(batch_id)
+        return batch is not None and name in batch.bodies
+
+    def read_body(self, batch_id: str, name: str) -> bytes:
+        batch = self._get(batch_id)
+        data = None if batch is None else batch.bodies.get(name)
+        if data is None:
+            where = self.where(batch_id, name)
+            raise BodyMissing(
+                f"scene body {where} of batch {batch_id} is missing; write it again (a "
+                "memory:// store keeps nothing after its process or a reset)",
+                path=where,
+                batch_id=batch_id,
+            )
+        return data
+
+    def body_names(self, batch_id: str) -> list[str]:
+        batch = self._get(batch_id)
+        return [] if batch is None else sorted(batch.bodies)
+
+    # ── the change feed and consumers ──────────────────────────────────────
+
+    def feed(
+        self,
+        position: str | None,
+        *,
+        start: str = "now",
+        episode: str | None = None,
+        poll: float | None = None,
+        warn: Callable[[str], None] | None = None,
+    ) -> Feed:
+        """A feed after ``position``; ``poll`` is accepted and ignored (commits wake it)."""
+        if position is not None:
+            positions = _decode_position(position, self.label)
+        elif start == "beginning":
+            positions = {}
+        elif start == "now":
+            prefix = None if episode is None else episode + "_"
+            positions = {}
+            for batch in list(self._batches.values()):
+                head = batch.head
+                if head.seq and (prefix is None or batch.batch_id.startswith(prefix)):
+                    positions[batch.batch_id] = (head.seq, batch.events[head.seq - 1].event_id)
+        else:
+            raise InvalidInput(f"start must be 'now' or 'beginning', not {start!r}", value=start)
+        return _MemoryFeed(self, positions, episode, warn)
+
+    def load_checkpoint(self, consumer: str) -> bytes | None:
+        return self._checkpoints.get(consumer)
+
+    def save_checkpoint(self, consumer: str, data: bytes) -> None:
+        with self._changed:
+            self._checkpoints[consumer] = bytes(data)
+
+    def delete_checkpoint(self, consumer: str) -> bool:
+        with self._changed:
+            return self._checkpoints.pop(consumer, None) is not None
+
+    def consumers(self) -> list[str]:
+        return sorted(self._checkpoints)
+
+    @contextmanager
+    def claim(self, consumer: str) -> Iterator[None]:
+        me: dict[str, Any] = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "thread": threading.current_thread().name,
+            "since": utc_now(),
+        }
+        with self._guard:
+            holder = self._claims.get(consumer)
+            if holder is not None:
+                raise ConsumerBusy(
+                    f"consumer {consumer!r} is in use by thread {holder['thread']} of pid "
+                    f"{holder['pid']} on host {holder['host']} (since {holder['since']}); stop "
+                    "that watcher first, or use another consumer name",
+                    consumer=consumer,
+                    holder=dict(holder),
+                )
+            self._claims[consumer] = me
+        try:
+            yield
+        finally:
+            with self._guard:
+                if self._claims.get(consumer) is me:
+                    del self._claims[consumer]
+
+    # ── the commit ─────────────────────────────────────────────────────────
+
+    @contextmanager
+    def session(
+        self, batch_id: str, *, timeout: float = DEFAULT_LOCK_TIMEOUT
+    ) -> Iterator[LogSession]:
+        batch_id = validate_batch_id(batch_id)
+        batch = self._batch(batch_id)
+        got = batch.lock.acquire(timeout=timeout) if timeout > 0 else batch.lock.acquire(False)
+        if not got:
+            raise LockTimeout(
+                f"batch {batch_id} is locked: waited {timeout:g}s in {self.label}; another "
+                f"writer ({batch.holder or 'a thread of this process'}) holds it — retry, or "
+                "find the hung thread holding it",
+                path=self.where(batch_id),
+                timeout=timeout,
+                batch_id=batch_id,
+            )
+        batch.holder = f"thread {threading.current_thread().name}"
+        try:
+            yield _MemorySession(self, batch)
+        finally:
+            batch.holder = None
+            batch.lock.release()

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import re
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from eventstore import SceneVersionStore
+from eventstore.memlog import MemoryLog
 from projections import Projection
 
 BATCH = "ep_001_BATCH_003"
@@ -30,3 +34,22 @@ def view(root: Path) -> Projection:
 @pytest.fixture
 def scenes_dir(root: Path) -> Path:
     return root / "show" / "ep_001" / "scenes"
+
+
+@pytest.fixture(params=["file", "memory"])
+def backend_root(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """A root on each backend: a new folder, or a ``memory://`` name of this test alone.
+
+    Behaviour suites take it instead of ``root`` to run on every backend; the
+    memory store is forgotten when the test ends.
+    """
+    monkeypatch.delenv("SCENELOG_ROOT", raising=False)
+    monkeypatch.setenv("SCENELOG_ACTOR", "tester@farm")
+    if request.param == "file":
+        yield str(tmp_path / "store")
+        return
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.name) + "-" + uuid.uuid4().hex[:8]
+    yield f"memory://{name}"
+    MemoryLog.reset(name)
