@@ -213,8 +213,10 @@ def test_r28_checkpoint_without_event_ids_is_read_and_rewritten_with_them(
     got = _caught_up(root, "old")
     assert [e.seq for e in got] == [3]  # resumed where it was
     assert "warning" not in capsys.readouterr().err
-    position = json.loads((folder / "old.json").read_text())["positions"][A]
-    assert position["seq"] == 3 and position["event_id"] == _events(root)[2]["event_id"]
+    saved = json.loads((folder / "old.json").read_text())
+    assert "positions" not in saved  # rewritten in the form of issue 11
+    seq, _offset, event_id = json.loads(saved["position"])[A]  # the file feed's position
+    assert seq == 3 and event_id == _events(root)[2]["event_id"]
 
 
 # ── item 14: every event reaches an --exec handler, whatever its size ───────
