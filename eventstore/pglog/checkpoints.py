@@ -1,0 +1,84 @@
+"""The PostgreSQL backend's consumer checkpoints: rows of ``scenelog_checkpoints``.
+
+Invariants:
+- A save is one upsert statement (autocommit): the row holds the old
+  checkpoint or the new one, never half; durable once the statement returns.
+- A claim is a session-level advisory lock (``pg_try_advisory_lock``) held on
+  a connection of its own for as long as the ``with`` block runs. It dies
+  with that connection: a killed watcher's claim is released by the server
+  as soon as its socket closes (set ``tcp_keepalives_*`` on the server for
+  hosts that vanish). A second claimant gets ConsumerBusy naming the
+  holder's pid and host (from its ``application_name`` in pg_stat_activity).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from eventstore.errors import ConsumerBusy
+from eventstore.pglog.core import _application_name, advisory_key, describe_holder, lock_holder
+
+if TYPE_CHECKING:
+    from eventstore.pglog.core import PgLogCore
+
+__all__ = ["claim", "delete", "load", "names", "save"]
+
+
+def load(log: PgLogCore, consumer: str) -> bytes | None:
+    with log.connections.connection() as conn:
+        row = conn.execute(
+            "SELECT data FROM scenelog_checkpoints WHERE project = %s AND consumer = %s",
+            (log.project, consumer),
+        ).fetchone()
+    return None if row is None else bytes(row[0])
+
+
+def save(log: PgLogCore, consumer: str, data: bytes) -> None:
+    with log.connections.connection() as conn:
+        conn.execute(
+            "INSERT INTO scenelog_checkpoints (project, consumer, data) VALUES (%s, %s, %s) "
+            "ON CONFLICT (project, consumer) DO UPDATE SET data = EXCLUDED.data, saved_at = now()",
+            (log.project, consumer, bytes(data)),
+        )
+
+
+def delete(log: PgLogCore, consumer: str) -> bool:
+    with log.connections.connection() as conn:
+        row = conn.execute(
+            "DELETE FROM scenelog_checkpoints WHERE project = %s AND consumer = %s "
+            "RETURNING consumer",
+            (log.project, consumer),
+        ).fetchone()
+    return row is not None
+
+
+def names(log: PgLogCore) -> list[str]:
+    with log.connections.connection() as conn:
+        rows = conn.execute(
+            "SELECT consumer FROM scenelog_checkpoints WHERE project = %s ORDER BY consumer",
+            (log.project,),
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+@contextlib.contextmanager
+def claim(log: PgLogCore, consumer: str) -> Iterator[None]:
+    """Hold ``consumer`` exclusively across every host using the database."""
+    key = advisory_key("consumer", log.project, consumer)
+    conn = log.connections.dedicated(application_name=_application_name("watch"))
+    try:
+        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+        if not (row and row[0]):
+            holder = lock_holder(conn, key)
+            raise ConsumerBusy(
+                f"consumer {consumer!r} of project {log.project} at {log.label} is in use by "
+                f"{describe_holder(holder)}; stop that watcher first, or use another "
+                "consumer name",
+                consumer=consumer,
+                holder=holder or {},
+            )
+        yield
+    finally:
+        conn.close()  # the server releases the session lock with the connection

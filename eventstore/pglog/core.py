@@ -1,0 +1,826 @@
+"""The PostgreSQL backend's log core: connections, reads, heads, bodies and the session.
+
+:class:`PgLogCore` implements the log part of :class:`eventstore.log.EventLog`
+over the tables of :mod:`eventstore.pglog.schema`; :class:`eventstore.pglog.PgLog`
+adds the change feed and consumer checkpoints.
+
+Invariants:
+- ``line`` holds the exact bytes the file backend writes (``encode_event``,
+  the R24 ``more`` mark, ``prev`` = sha256 of the line before, R19), so a log
+  copied between backends is byte-identical and its chain verifies.
+- One command = one transaction (R14, R20, R24): ``pg_advisory_xact_lock`` on
+  the batch under ``lock_timeout`` (LockTimeout naming the holder), then a
+  *separate* statement (its snapshot is taken after the lock wait) reads the
+  rows past what this instance has folded and checks seq contiguity and the
+  hash chain; the events are validated against a copy of the fold as the
+  file session does (item 3), inserted with one INSERT, the bodies written
+  in the session and the recorded head (R27) go in the same transaction,
+  then COMMIT, then NOTIFY (outside the transaction: inside it takes a
+  cluster-wide lock). Readers see whole commands only (R24) and never wait
+  for writers (R22, MVCC).
+- Bodies are rows written in the transaction of their ``appended`` event: a
+  session that ends without an append leaves none (no orphan bodies), and
+  R8's highest body is ``max(version)`` over the table.
+- A refused append (RuleViolation) or any error before COMMIT rolls the
+  transaction back: nothing is written. A connection lost *during* COMMIT
+  raises :class:`~eventstore.pglog.errors.OutcomeUnknown` with the event ids
+  to look for, never success.
+- Per instance, a bounded cache keeps each batch's folded state, last seq and
+  last line hash, so an append reads only what others added since. Before
+  trusting it, the session re-reads the cached last line and compares its
+  hash (a restored database is noticed).
+- Connections come from a ``psycopg_pool.ConnectionPool`` owned by the
+  instance and made again in a forked child (a pool's sockets never cross a
+  fork). The password is only ever in the conninfo handed to libpq; every
+  message names the root by :attr:`label`.
+
+Crash at each step of an append: before COMMIT reaches the server, the
+server rolls back (nothing written); after COMMIT, the whole command is
+durable (``synchronous_commit``) and the NOTIFY may be lost, which only
+delays watchers until their slow poll.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import socket
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from eventstore.errors import (
+    BodyMissing,
+    DamagedLog,
+    InvalidInput,
+    LockTimeout,
+    RuleViolation,
+    StoreIOError,
+    VersionBodyExists,
+)
+from eventstore.events import Appended, Event, decode_event, decode_lines, encode_event
+from eventstore.log import (
+    DEFAULT_LOCK_TIMEOUT,
+    EventLog,
+    Head,
+    LogSession,
+    RawLog,
+    line_hash,
+    mark_line,
+)
+from eventstore.manifest import Fold
+from eventstore.pglog.errors import DatabaseUnavailable, OutcomeUnknown, SchemaMissing
+from eventstore.pglog.schema import SCHEMA_VERSION
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg_pool import ConnectionPool
+
+__all__ = [
+    "NOTIFY_CHANNEL",
+    "Connections",
+    "PgLogCore",
+    "advisory_key",
+    "describe_holder",
+    "lock_holder",
+    "redact",
+]
+
+NOTIFY_CHANNEL = "scenelog"
+"""Every commit sends ``pg_notify('scenelog', project)`` after COMMIT."""
+
+_CACHE_LIMIT = 4096
+"""Batches whose folded state one instance keeps; the least recently used go first."""
+
+_POOL_MAX = 16
+_EPISODE_RE = re.compile(r"(ep_[0-9]{3})_BATCH_[0-9]{3}")
+
+
+# ── roots, labels, keys ─────────────────────────────────────────────────────
+
+
+_USERINFO_PW = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/@?#:]*):[^/?#]*@")
+_QUERY_PW = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+
+
+def redact(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (userinfo and ``password=`` parameter)."""
+    return _QUERY_PW.sub(r"\1***", _USERINFO_PW.sub(r"\1:***@", url))
+
+
+def advisory_key(kind: str, project: str, name: str) -> int:
+    """The bigint advisory-lock key of a batch (``kind="batch"``) or a consumer name."""
+    digest = hashlib.blake2b(f"scenelog\0{kind}\0{project}\0{name}".encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "big", signed=True)
+
+
+def _key_parts(key: int) -> tuple[int, int]:
+    """(classid, objid) under which ``pg_locks`` shows a bigint advisory key."""
+    unsigned = key & 0xFFFFFFFFFFFFFFFF
+    return unsigned >> 32, unsigned & 0xFFFFFFFF
+
+
+_HOLDER_SQL = """
+SELECT a.pid, coalesce(a.application_name, ''), coalesce(host(a.client_addr), 'local'),
+       to_char(coalesce(a.xact_start, a.backend_start) AT TIME ZONE 'UTC',
+               'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+  AND l.classid = %s::bigint::oid AND l.objid = %s::bigint::oid
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+LIMIT 1
+"""
+_APP_RE = re.compile(r"scenelog(?: [a-z]+)? pid ([0-9]+) on (\S+)")
+
+
+def lock_holder(conn: psycopg.Connection[Any], key: int) -> dict[str, Any] | None:
+    """Who holds advisory ``key`` now: ``pid`` and ``host`` of the client, ``since``,
+    ``server_pid``, ``client_addr``; None when nobody does (or it cannot be seen)."""
+    try:
+        row = conn.execute(_HOLDER_SQL, _key_parts(key)).fetchone()
+    except Exception:
+        return None
+    if row is None:
+        return None
+    server_pid, app, addr, since = row
+    match = _APP_RE.fullmatch(app)
+    return {
+        "pid": int(match.group(1)) if match else "?",
+        "host": match.group(2) if match else addr,
+        "since": since or "?",
+        "server_pid": server_pid,
+        "client_addr": addr,
+        "application_name": app,
+    }
+
+
+def describe_holder(holder: dict[str, Any] | None) -> str:
+    """ "pid N on host H (since T)", or "an unknown client"."""
+    if not holder:
+        return "an unknown client"
+    return f"pid {holder['pid']} on host {holder['host']} (since {holder['since']})"
+
+
+def _application_name(role: str = "") -> str:
+    what = f"scenelog {role} " if role else "scenelog "
+    return f"{what}pid {os.getpid()} on {socket.gethostname()}"[:63]
+
+
+def _episode_of(batch_id: str) -> str:
+    match = _EPISODE_RE.fullmatch(batch_id)
+    if match is None:
+        raise InvalidInput(
+            f"invalid batch id {batch_id!r}: expected ep_NNN_BATCH_NNN", value=batch_id
+        )
+    return match.group(1)
+
+
+def _body_version(batch_id: str, name: str) -> int | None:
+    """The version of a ``<batch>.vNNN.json`` body name; None for any other name."""
+    prefix = batch_id + ".v"
+    if not (name.startswith(prefix) and name.endswith(".json")):
+        return None
+    digits = name[len(prefix) : -len(".json")]
+    if len(digits) < 3 or not digits.isascii() or not digits.isdigit():
+        return None
+    version = int(digits)
+    return version if f"{version:03d}" == digits and version >= 1 else None
+
+
+def _check_body_name(batch_id: str, name: str) -> int | None:
+    if name == f"{batch_id}.json":
+        return None
+    version = _body_version(batch_id, name)
+    if version is None:
+        raise InvalidInput(
+            f"artifact {name!r} does not belong to batch {batch_id}", value=name, batch_id=batch_id
+        )
+    return version
+
+
+# ── connections ─────────────────────────────────────────────────────────────
+
+
+class Connections:
+    """The pool of one database, checked once for reachability and schema.
+
+    Made again in a forked child: a pool's sockets and threads never cross a fork.
+    """
+
+    def __init__(self, conninfo: str, label: str) -> None:
+        self.conninfo = conninfo
+        self.label = label
+        self._guard = threading.Lock()
+        self._pool: ConnectionPool[Any] | None = None
+        self._pid = -1
+
+    def _unavailable(self, e: BaseException) -> DatabaseUnavailable:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return DatabaseUnavailable(
+            f"cannot reach the database at {self.label}: {first} — check that the server runs "
+            "and the root URL (host, port, database, user; passwords from PGPASSFILE or "
+            "PGPASSWORD)",
+            root=self.label,
+        )
+
+    def _check_schema(self) -> None:
+        import psycopg
+
+        try:
+            with psycopg.connect(self.conninfo, autocommit=True, connect_timeout=10) as conn:
+                row = conn.execute(
+                    "SELECT to_regclass('scenelog_schema') IS NOT NULL, "
+                    "to_regclass('scenelog_events') IS NOT NULL"
+                ).fetchone()
+                found = 0
+                if row and row[0]:
+                    got = conn.execute("SELECT coalesce(max(version), 0) FROM scenelog_schema")
+                    version_row = got.fetchone()
+                    found = int(version_row[0]) if version_row else 0
+        except psycopg.OperationalError as e:
+            raise self._unavailable(e) from e
+        if found != SCHEMA_VERSION:
+            if found > SCHEMA_VERSION:
+                what = f"has scenelog schema version {found}, newer than this scenelog's "
+                what += f"{SCHEMA_VERSION}: upgrade scenelog"
+            elif found == 0:
+                what = f"has no scenelog schema: run `scenelog db init {self.label}`"
+            else:
+                what = f"has scenelog schema version {found}: run `scenelog db init {self.label}` "
+                what += f"to upgrade it to {SCHEMA_VERSION}"
+            raise SchemaMissing(
+                f"the database at {self.label} {what}",
+                root=self.label,
+                found=found,
+                expected=SCHEMA_VERSION,
+            )
+
+    def pool(self) -> ConnectionPool[Any]:
+        pool = self._pool
+        if pool is not None and self._pid == os.getpid():
+            return pool
+        with self._guard:
+            if self._pool is not None and self._pid == os.getpid():
+                return self._pool
+            from psycopg_pool import ConnectionPool
+
+            self._check_schema()
+            pool = ConnectionPool(
+                self.conninfo,
+                min_size=1,
+                max_size=_POOL_MAX,
+                kwargs={"autocommit": True, "application_name": _application_name()},
+                open=True,
+                name=self.label,
+            )
+            self._pool, self._pid = pool, os.getpid()  # a parent's pool is abandoned, not closed
+            return pool
+
+    @contextlib.contextmanager
+    def connection(self, timeout: float = 60.0) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled autocommit connection; DatabaseUnavailable when none can be had."""
+        import psycopg
+        from psycopg_pool import PoolTimeout
+
+        pool = self.pool()
+        try:
+            conn = pool.getconn(timeout=timeout)
+        except (PoolTimeout, psycopg.OperationalError) as e:
+            raise self._unavailable(e) from e
+        try:
+            yield conn
+        except psycopg.OperationalError as e:
+            if conn.closed:
+                raise self._unavailable(e) from e
+            raise
+        finally:
+            pool.putconn(conn)  # rolled back there if a transaction is still open
+
+    def dedicated(self, **kwargs: Any) -> psycopg.Connection[Any]:
+        """A connection of its own (LISTEN, a consumer's claim), not from the pool."""
+        import psycopg
+
+        try:
+            return psycopg.connect(
+                self.conninfo,
+                autocommit=True,
+                application_name=kwargs.pop("application_name", _application_name()),
+                **kwargs,
+            )
+        except psycopg.OperationalError as e:
+            raise self._unavailable(e) from e
+
+    def close(self) -> None:
+        with self._guard:
+            pool, self._pool = self._pool, None
+            if pool is not None and self._pid == os.getpid():
+                pool.close()
+
+
+# ── the session ─────────────────────────────────────────────────────────────
+
+
+@dataclass
+class _Cached:
+    """What one instance knows of one batch: always a committed command boundary."""
+
+    fold: Fold
+    last_hash: str | None = None
+
+    @property
+    def seq(self) -> int:
+        return self.fold.seq
+
+
+def _at_problem(event: Event) -> str | None:
+    from eventstore.filelog.core import _at_problem as problem
+
+    return problem(event)
+
+
+def _append_problem(fold: Fold, event: Event, batch_id: str) -> str | None:
+    """What the file session would refuse about ``event`` after ``fold`` (None: nothing)."""
+    if event.batch_id != batch_id:
+        return f"it names batch {event.batch_id!r}"
+    if isinstance(event, Appended):
+        if fold.entry(event.version) is not None:
+            return f"v{event.version} is registered already"
+    elif fold.entry(event.version) is None:
+        return f"v{event.version} is not registered"
+    return _at_problem(event)
+
+
+_INSERT_EVENTS = """
+INSERT INTO scenelog_events (project, batch_id, seq, event_id, line)
+SELECT %s, %s, s, e, l FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS t(s, e, l)
+"""
+_UPSERT_HEAD = """
+INSERT INTO scenelog_heads (project, batch_id, episode, seq, hash) VALUES (%s, %s, %s, %s, %s)
+ON CONFLICT (project, batch_id) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash
+"""
+
+
+class _PgSession(LogSession):
+    """A batch under its advisory transaction lock, on one pooled connection."""
+
+    def __init__(
+        self, log: PgLogCore, conn: psycopg.Connection[Any], batch_id: str, timeout: float
+    ) -> None:
+        self._log = log
+        self._conn = conn
+        self.batch_id = batch_id
+        self._episode = _episode_of(batch_id)
+        self._timeout = timeout
+        self._key = advisory_key("batch", log.project, batch_id)
+        self._cached = _Cached(Fold(batch_id, path=log.where(batch_id)))
+        self._open = False
+
+    @property
+    def fold(self) -> Fold:
+        return self._cached.fold
+
+    # ── the transaction ──
+
+    def begin(self) -> None:
+        """BEGIN, take the batch's lock under ``lock_timeout``, catch up with the table."""
+        import psycopg
+
+        conn = self._conn
+        conn.execute("BEGIN")
+        self._open = True
+        millis = max(1, int(self._timeout * 1000))
+        conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{millis}ms",))
+        try:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._key,))
+        except psycopg.errors.LockNotAvailable as e:
+            self.rollback()
+            holder = lock_holder(conn, self._key)
+            raise LockTimeout(
+                f"batch {self.batch_id} is locked: waited {self._timeout:g}s at "
+                f"{self._log.label}; another writer holds it ({describe_holder(holder)}) — "
+                "retry, or find the hung client holding the lock",
+                path=self._log.where(self.batch_id),
+                timeout=self._timeout,
+                batch_id=self.batch_id,
+                holder=holder,
+            ) from e
+        conn.execute("SELECT set_config('lock_timeout', '0', true)")
+        self._cached = self._log._catch_up(conn, self.batch_id)
+
+    def rollback(self) -> None:
+        if self._open:
+            self._open = False
+            with contextlib.suppress(Exception):
+                self._conn.execute("ROLLBACK")
+
+    # ── bodies (written in the transaction, committed with the events) ──
+
+    def highest_body_version(self) -> int:
+        row = self._conn.execute(
+            "SELECT coalesce(max(version), 0) FROM scenelog_bodies "
+            "WHERE project = %s AND batch_id = %s",
+            (self._log.project, self.batch_id),
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def body_exists(self, name: str) -> bool:
+        return self._log._body_exists(self._conn, self.batch_id, name)
+
+    def read_body(self, name: str) -> bytes:
+        return self._log._read_body(self._conn, self.batch_id, name)
+
+    def write_body(self, name: str, data: bytes) -> None:
+        """Insert the body in this session's transaction: it commits with the next append.
+
+        A session that ends without an append leaves no body (no orphans).
+        """
+        version = _check_body_name(self.batch_id, name)
+        if not self._open:
+            self.begin()
+        if self.body_exists(name):
+            raise VersionBodyExists(
+                f"refusing to overwrite existing version body {name} of batch {self.batch_id}: "
+                "bodies are immutable; run `scenelog verify` to inspect the batch",
+                path=self._log.where(self.batch_id, name),
+                batch_id=self.batch_id,
+            )
+        self._conn.execute(
+            "INSERT INTO scenelog_bodies (project, batch_id, name, version, data) "
+            "VALUES (%s, %s, %s, %s, %s)",
+            (self._log.project, self.batch_id, name, version, bytes(data)),
+        )
+
+    # ── the commit ──
+
+    def append(self, events: Sequence[Event]) -> list[Event]:
+        """Validate every event against a copy of the fold, insert them, COMMIT, NOTIFY.
+
+        RuleViolation (nothing written) for an event the file session would
+        refuse; OutcomeUnknown if the connection dies during COMMIT.
+        """
+        import psycopg
+
+        if not events:
+            return []
+        if not self._open:
+            # A second append in one session: the lock was released by the first COMMIT.
+            seen = self._cached.seq
+            self.begin()
+            if self._cached.seq != seen:
+                self.rollback()
+                raise StoreIOError(
+                    f"batch {self.batch_id} changed between two appends of one command at "
+                    f"{self._log.label}; nothing was written — run the command again",
+                    batch_id=self.batch_id,
+                )
+        cached = self._cached
+        fold = cached.fold.copy()
+        seq = fold.seq
+        prev = cached.last_hash
+        remaining = len(events)
+        committed: list[Event] = []
+        lines: list[str] = []
+        for draft in events:
+            seq += 1
+            remaining -= 1
+            event = msgspec.structs.replace(draft, seq=seq, prev=prev)
+            problem = _append_problem(fold, event, self.batch_id)
+            if problem is not None:
+                self.rollback()
+                raise RuleViolation(
+                    f"batch {self.batch_id}: refusing to append {event.type} v{event.version} as "
+                    f"seq {event.seq}: {problem}; nothing was written",
+                    batch_id=self.batch_id,
+                    seq=event.seq,
+                )
+            fold.apply(event)
+            line = encode_event(event)
+            if remaining:
+                line = mark_line(line, remaining)
+            prev = line_hash(line)
+            committed.append(event)
+            lines.append(line.decode())
+        conn = self._conn
+        project = self._log.project
+        try:
+            conn.execute(
+                _INSERT_EVENTS,
+                (
+                    project,
+                    self.batch_id,
+                    [e.seq for e in committed],
+                    [e.event_id for e in committed],
+                    lines,
+                ),
+            )
+            conn.execute(_UPSERT_HEAD, (project, self.batch_id, self._episode, seq, prev))
+        except BaseException as e:
+            self.rollback()
+            if isinstance(e, psycopg.Error):
+                raise StoreIOError(
+                    f"batch {self.batch_id}: the database at {self._log.label} refused the "
+                    f"append ({_first_line(e)}); nothing was written — run the command again",
+                    batch_id=self.batch_id,
+                    root=self._log.label,
+                ) from e
+            raise
+        self._open = False
+        try:
+            conn.execute("COMMIT")
+        except psycopg.Error as e:
+            self._log._forget(self.batch_id)
+            if isinstance(e, psycopg.OperationalError | psycopg.InterfaceError) or conn.closed:
+                ids = [e.event_id for e in committed]
+                raise OutcomeUnknown(
+                    f"batch {self.batch_id}: the connection to {self._log.label} was lost during "
+                    f"COMMIT; the outcome is unknown — look for event ids {', '.join(ids)} "
+                    f"(`scenelog history {self.batch_id}`) before running the command again",
+                    batch_id=self.batch_id,
+                    event_ids=ids,
+                    root=self._log.label,
+                ) from e
+            raise StoreIOError(
+                f"batch {self.batch_id}: the database at {self._log.label} refused the commit "
+                f"({_first_line(e)}); nothing was written — run the command again",
+                batch_id=self.batch_id,
+                root=self._log.label,
+            ) from e
+        cached.fold = fold
+        cached.last_hash = prev
+        self._log._remember(self.batch_id, cached)
+        with contextlib.suppress(Exception):  # watchers also poll, slowly
+            conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, project))
+        return committed
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+# ── the log ─────────────────────────────────────────────────────────────────
+
+
+class PgLogCore(EventLog):
+    """One project's events and bodies in a PostgreSQL database."""
+
+    def __init__(self, connections: Connections, project: str) -> None:
+        self.project = project
+        self.label = connections.label
+        self.connections = connections
+        self._cache: OrderedDict[str, _Cached] = OrderedDict()
+        self._cache_guard = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"PgLog({self.label!r}, {self.project!r})"
+
+    def where(self, batch_id: str, name: str | None = None) -> str:
+        """How findings name the batch's log (or one of its bodies): no password."""
+        base = f"{self.label} {self.project}/{batch_id}"
+        return f"{base}/{name}" if name else f"{base} (scenelog_events)"
+
+    # ── the cache ──
+
+    def _remember(self, batch_id: str, cached: _Cached) -> None:
+        with self._cache_guard:
+            self._cache.pop(batch_id, None)
+            self._cache[batch_id] = cached
+            while len(self._cache) > _CACHE_LIMIT:
+                self._cache.popitem(last=False)
+
+    def _forget(self, batch_id: str) -> None:
+        with self._cache_guard:
+            self._cache.pop(batch_id, None)
+
+    def _catch_up(self, conn: psycopg.Connection[Any], batch_id: str) -> _Cached:
+        """Under the batch lock: the cached state brought up to the table, checked."""
+        with self._cache_guard:
+            known = self._cache.get(batch_id)
+        cached = _Cached(known.fold.copy(), known.last_hash) if known and known.seq else None
+        rows: list[tuple[int, str]] = []
+        if cached is not None:
+            rows = conn.execute(
+                "SELECT seq, line FROM scenelog_events WHERE project = %s AND batch_id = %s "
+                "AND seq >= %s ORDER BY seq",
+                (self.project, batch_id, cached.seq),
+            ).fetchall()
+            first = rows[0] if rows else None
+            if (
+                first
+                and first[0] == cached.seq
+                and line_hash(first[1].encode()) == cached.last_hash
+            ):
+                rows = rows[1:]
+            else:
+                cached = None  # the table is not what this instance saw (restored?): start over
+        if cached is None:
+            cached = _Cached(Fold(batch_id, path=self.where(batch_id)))
+            rows = conn.execute(
+                "SELECT seq, line FROM scenelog_events WHERE project = %s AND batch_id = %s "
+                "ORDER BY seq",
+                (self.project, batch_id),
+            ).fetchall()
+        if rows:
+            try:
+                self._absorb(cached, rows, batch_id)
+            except BaseException:
+                self._forget(batch_id)
+                raise
+        self._remember(batch_id, cached)
+        return cached
+
+    def _absorb(self, cached: _Cached, rows: list[tuple[int, str]], batch_id: str) -> None:
+        """Check seq contiguity and the hash chain of rows new to this instance, then fold."""
+        seq = cached.seq
+        prev = cached.last_hash
+        events: list[Event] = []
+        for row_seq, text in rows:
+            line = text.encode()
+            event = self._decode(line, row_seq, batch_id)
+            seq += 1
+            if event.seq != seq or row_seq != seq:
+                raise self._damaged(row_seq, f"seq {event.seq} where {seq} was due", batch_id)
+            if event.prev != prev:
+                raise self._damaged(
+                    row_seq, "hash chain broken (a line before it was edited or removed)", batch_id
+                )
+            prev = line_hash(line)
+            events.append(event)
+        cached.fold.apply_all(events)
+        cached.last_hash = prev
+
+    def _damaged(self, seq: int, what: str, batch_id: str) -> DamagedLog:
+        return DamagedLog(
+            f"{self.where(batch_id)} seq {seq}: {what}; the log of batch {batch_id} is damaged "
+            "— run `scenelog verify` and restore the database from backup",
+            path=self.where(batch_id),
+            line=seq,
+            batch_id=batch_id,
+        )
+
+    def _decode(self, line: bytes, seq: int, batch_id: str) -> Event:
+        try:
+            return decode_event(line)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            raise self._damaged(seq, f"unreadable event ({e})", batch_id) from e
+
+    # ── discovery ──
+
+    def project_exists(self) -> bool:
+        with self.connections.connection() as conn:
+            row = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM scenelog_heads WHERE project = %s) "
+                "OR EXISTS (SELECT 1 FROM scenelog_checkpoints WHERE project = %s)",
+                (self.project, self.project),
+            ).fetchone()
+        return bool(row and row[0])
+
+    def episodes(self) -> list[str]:
+        with self.connections.connection() as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT episode FROM scenelog_heads WHERE project = %s "
+                "AND episode <> 'ep_000' ORDER BY episode",
+                (self.project,),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def batches(self, episode: str) -> list[str]:
+        with self.connections.connection() as conn:
+            rows = conn.execute(
+                "SELECT batch_id FROM scenelog_heads WHERE project = %s AND episode = %s "
+                "ORDER BY batch_id",
+                (self.project, episode),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    # ── reads (no lock, R22) ──
+
+    def exists(self, batch_id: str) -> bool:
+        return self.head(batch_id).seq > 0
+
+    def read(self, batch_id: str, *, after: int = 0) -> list[Event]:
+        with self.connections.connection() as conn:
+            row = conn.execute(
+                "SELECT string_agg(line, E'\\n' ORDER BY seq) FROM scenelog_events "
+                "WHERE project = %s AND batch_id = %s AND seq > %s",
+                (self.project, batch_id, after),
+            ).fetchone()
+        if not row or row[0] is None:
+            return []
+        data = row[0].encode() + b"\n"
+        try:
+            return decode_lines(data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            pass
+        for number, line in enumerate(data.split(b"\n")[:-1], start=after + 1):
+            self._decode(line, number, batch_id)
+        raise self._damaged(after + 1, "unreadable events", batch_id)
+
+    def head(self, batch_id: str) -> Head:
+        with self.connections.connection() as conn:
+            row = conn.execute(
+                "SELECT seq, line FROM scenelog_events WHERE project = %s AND batch_id = %s "
+                "ORDER BY seq DESC LIMIT 1",
+                (self.project, batch_id),
+            ).fetchone()
+        if row is None:
+            return Head(0, None)
+        return Head(int(row[0]), line_hash(row[1].encode()))
+
+    def last_seq(self, batch_id: str) -> int:
+        with self.connections.connection() as conn:
+            row = conn.execute(
+                "SELECT max(seq) FROM scenelog_events WHERE project = %s AND batch_id = %s",
+                (self.project, batch_id),
+            ).fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    def raw(self, batch_id: str) -> RawLog:
+        with self.connections.connection() as conn:
+            rows = conn.execute(
+                "SELECT line FROM scenelog_events WHERE project = %s AND batch_id = %s "
+                "ORDER BY seq",
+                (self.project, batch_id),
+            ).fetchall()
+        return RawLog([r[0].encode() for r in rows], [], 0, self.where(batch_id))
+
+    def recorded_head(self, batch_id: str) -> Head | None:
+        with self.connections.connection() as conn:
+            row = conn.execute(
+                "SELECT seq, hash FROM scenelog_heads WHERE project = %s AND batch_id = %s",
+                (self.project, batch_id),
+            ).fetchone()
+        return None if row is None else Head(int(row[0]), row[1])
+
+    def busy(self, batch_id: str) -> bool:
+        key = advisory_key("batch", self.project, batch_id)
+        with self.connections.connection() as conn:
+            row = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' "
+                "AND objsubid = 1 AND classid = %s::bigint::oid AND objid = %s::bigint::oid "
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))",
+                _key_parts(key),
+            ).fetchone()
+        return bool(row and row[0])
+
+    # ── bodies ──
+
+    def _body_exists(self, conn: psycopg.Connection[Any], batch_id: str, name: str) -> bool:
+        row = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM scenelog_bodies WHERE project = %s AND batch_id = %s "
+            "AND name = %s)",
+            (self.project, batch_id, name),
+        ).fetchone()
+        return bool(row and row[0])
+
+    def _read_body(self, conn: psycopg.Connection[Any], batch_id: str, name: str) -> bytes:
+        row = conn.execute(
+            "SELECT data FROM scenelog_bodies WHERE project = %s AND batch_id = %s AND name = %s",
+            (self.project, batch_id, name),
+        ).fetchone()
+        if row is None:
+            where = self.where(batch_id, name)
+            raise BodyMissing(
+                f"scene body {where} of batch {batch_id} is missing; restore it from backup",
+                path=where,
+                batch_id=batch_id,
+            )
+        return bytes(row[0])
+
+    def body_exists(self, batch_id: str, name: str) -> bool:
+        with self.connections.connection() as conn:
+            return self._body_exists(conn, batch_id, name)
+
+    def read_body(self, batch_id: str, name: str) -> bytes:
+        with self.connections.connection() as conn:
+            return self._read_body(conn, batch_id, name)
+
+    def body_names(self, batch_id: str) -> list[str]:
+        with self.connections.connection() as conn:
+            rows = conn.execute(
+                "SELECT name FROM scenelog_bodies WHERE project = %s AND batch_id = %s "
+                "ORDER BY name",
+                (self.project, batch_id),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    # ── the commit ──
+
+    @contextlib.contextmanager
+    def session(
+        self, batch_id: str, *, timeout: float = DEFAULT_LOCK_TIMEOUT
+    ) -> Iterator[LogSession]:
+        _episode_of(batch_id)
+        with self.connections.connection(timeout=max(timeout, 0) + 60.0) as conn:
+            session = _PgSession(self, conn, batch_id, timeout)
+            try:
+                session.begin()
+                yield session
+            finally:
+                session.rollback()

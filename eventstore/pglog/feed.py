@@ -1,0 +1,197 @@
+"""The PostgreSQL backend's change feed: (xid8, position) order below the snapshot's xmin.
+
+Invariants:
+- A feed position is ``pg:<xid>:<position>``: every event of a transaction
+  with a smaller xid, and of the same transaction with a smaller or equal
+  position, was delivered. It is opaque to callers and durable (xids never
+  go backwards in a cluster, 64-bit with epoch).
+- :meth:`PgFeed.read` delivers only rows whose ``xid`` is below
+  ``pg_snapshot_xmin(pg_current_snapshot())``: every transaction below it has
+  ended, so no row can still appear before the position (reading by
+  ``position`` alone loses rows of transactions that commit out of order).
+  A command is one transaction: a reader never sees part of one (R24).
+  Per batch, commands hold the batch's lock from before their first write
+  (when the xid is assigned) to COMMIT, so a batch's events come in seq order.
+- An open transaction that holds an xid anywhere in the cluster holds the
+  feed back until it ends (set ``idle_in_transaction_session_timeout``).
+- Wake-up: LISTEN on a connection of the feed's own, opened before the first
+  read (so no NOTIFY between a read and a wait is missed); writers NOTIFY
+  after COMMIT. A slow poll (``SLOW_POLL`` seconds) covers a lost NOTIFY or
+  a broken listener; ``poll=`` asks for polling only.
+- R28: a position whose xid the database has not reached yet means the
+  database is older than the checkpoint (restored from backup, or another
+  database): the feed warns and delivers the project again from the start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from eventstore.errors import InvalidInput
+from eventstore.log import Feed, FeedItem
+from eventstore.pglog.core import NOTIFY_CHANNEL, _application_name
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from eventstore.pglog.core import PgLogCore
+
+__all__ = ["SLOW_POLL", "PgFeed", "format_position", "parse_position"]
+
+SLOW_POLL = 2.0
+"""Seconds a woken feed waits at most before looking anyway (a lost NOTIFY)."""
+
+_BATCH_ROWS = 5000
+_MAX_POSITION = 2**63 - 1
+
+_READ_SQL = """
+SELECT xid::text, position, batch_id, line FROM scenelog_events
+WHERE project = %s AND (xid, position) > (%s::text::xid8, %s)
+  AND xid < pg_snapshot_xmin(pg_current_snapshot())
+  {episode}
+ORDER BY xid, position
+LIMIT %s
+"""
+
+
+def format_position(xid: int, position: int) -> str:
+    return f"pg:{xid}:{position}"
+
+
+def parse_position(text: str) -> tuple[int, int]:
+    """(xid, position) of a feed position; InvalidInput for anything else."""
+    parts = text.split(":")
+    if len(parts) != 3 or parts[0] != "pg" or not parts[1].isdigit() or not parts[2].isdigit():
+        raise InvalidInput(
+            f"feed position {text!r} is not one of the PostgreSQL backend's (pg:XID:POSITION); "
+            "it belongs to another backend — reset the consumer (`scenelog consumers`)",
+            value=text,
+        )
+    return int(parts[1]), int(parts[2])
+
+
+class PgFeed(Feed):
+    """The project's events after a position, woken by NOTIFY."""
+
+    def __init__(
+        self,
+        log: PgLogCore,
+        position: str | None,
+        *,
+        start: str = "now",
+        episode: str | None = None,
+        poll: float | None = None,
+        warn: Callable[[str], None] | None = None,
+    ) -> None:
+        if start not in ("now", "beginning"):
+            raise InvalidInput(f"start must be 'now' or 'beginning', not {start!r}", value=start)
+        self._log = log
+        self._episode = episode
+        self._poll = poll
+        self._warn = warn
+        self._listener: psycopg.Connection[Any] | None = None
+        if poll is None:
+            self._listen()
+        with log.connections.connection() as conn:
+            row = conn.execute(
+                "SELECT pg_snapshot_xmin(s)::text, pg_snapshot_xmax(s)::text "
+                "FROM pg_current_snapshot() AS s"
+            ).fetchone()
+        assert row is not None
+        xmin, xmax = int(row[0]), int(row[1])
+        if position is not None:
+            xid, pos = parse_position(position)
+            if xid >= xmax:
+                if warn is not None:
+                    warn(
+                        f"the database at {log.label} has not reached this feed's position "
+                        f"{position} (restored from an older backup, or another database): "
+                        f"delivering project {log.project} again from the beginning"
+                    )
+                xid, pos = 0, 0
+        elif start == "beginning":
+            xid, pos = 0, 0
+        else:
+            xid, pos = xmin - 1, _MAX_POSITION
+        self._xid, self._pos = xid, pos
+
+    @property
+    def position(self) -> str:
+        return format_position(self._xid, self._pos)
+
+    def _listen(self) -> None:
+        try:
+            conn = self._log.connections.dedicated(application_name=_application_name("feed"))
+            conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        except Exception:
+            self._listener = None  # the slow poll stands in until the next wait
+            return
+        self._listener = conn
+
+    def read(self) -> list[FeedItem]:
+        log = self._log
+        sql = _READ_SQL.format(episode="AND starts_with(batch_id, %s)" if self._episode else "")
+        items: list[FeedItem] = []
+        while True:
+            params: list[object] = [log.project, str(self._xid), self._pos]
+            if self._episode:
+                params.append(self._episode + "_")
+            params.append(_BATCH_ROWS)
+            with log.connections.connection() as conn:
+                rows = conn.execute(sql, params).fetchall()
+            for xid_text, pos, batch_id, line in rows:
+                xid = int(xid_text)
+                event = log._decode(line.encode(), -1, batch_id)
+                items.append(FeedItem(batch_id, event, format_position(xid, pos)))
+                self._xid, self._pos = xid, pos
+            if len(rows) < _BATCH_ROWS:
+                return items
+
+    def wait(self, timeout: float) -> None:
+        deadline = time.monotonic() + max(timeout, 0.0)
+        if self._poll is not None:
+            time.sleep(max(0.0, min(self._poll, timeout)))
+            return
+        if self._listener is None or self._listener.closed:
+            self._listen()
+        listener = self._listener
+        if listener is None:
+            time.sleep(max(0.0, min(SLOW_POLL, timeout)))
+            return
+        limit = min(deadline, time.monotonic() + SLOW_POLL)
+        while True:
+            left = limit - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                for note in listener.notifies(timeout=left, stop_after=1):
+                    if note.payload == self._log.project:
+                        return
+            except Exception:
+                with contextlib.suppress(Exception):
+                    listener.close()
+                self._listener = None
+                return
+
+    def lag(self) -> int:
+        log = self._log
+        sql = (
+            "SELECT count(*) FROM scenelog_events WHERE project = %s "
+            "AND (xid, position) > (%s::text::xid8, %s)"
+        )
+        params: list[object] = [log.project, str(self._xid), self._pos]
+        if self._episode:
+            sql += " AND starts_with(batch_id, %s)"
+            params.append(self._episode + "_")
+        with log.connections.connection() as conn:
+            row = conn.execute(sql, params).fetchone()
+        return int(row[0]) if row else 0
+
+    def close(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            with contextlib.suppress(Exception):
+                listener.close()
