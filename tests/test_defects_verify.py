@@ -195,7 +195,7 @@ def test_item7_r26_a_body_in_flight_is_reported_only_if_its_command_dies(
     try:
         assert writer.stdout is not None and writer.stdin is not None
         assert writer.stdout.readline().strip() == "body written"
-        module = sys.modules["projections.verify"]
+        module = sys.modules["projections.verify.settle"]
         looked = threading.Event()
         real_look = module._look
 

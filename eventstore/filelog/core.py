@@ -488,11 +488,11 @@ class FileLogCore(EventLog):
 
     def raw(self, batch_id: str) -> RawLog:
         path = self.path(batch_id)
-        try:
-            with os_errors(path, "read"):
+        with os_errors(path, "read"):
+            try:
                 data = path.read_bytes()
-        except FileNotFoundError:
-            data = b""
+            except FileNotFoundError:  # os_errors would make it a StoreIOError
+                data = b""
         committed, rest = split_committed(data)
         pending, torn = split_complete(rest)
         return RawLog(committed.split(b"\n")[:-1], pending.split(b"\n")[:-1], len(torn), str(path))
