@@ -39,6 +39,10 @@ def open_backend(project: str, root: str | os.PathLike[str] | None = None) -> Ev
         from eventstore.memlog import MemoryLog
 
         return MemoryLog.named(text[len("memory://") :], project)
+    if text.startswith(("postgresql://", "postgres://")):
+        from eventstore.pglog import open_pg  # psycopg only for PostgreSQL roots
+
+        return open_pg(text, project)
     if "://" in text and not text.startswith("file://"):
         raise InvalidInput(
             f"unknown root {text.split('://', 1)[0]}://…: use a folder, file:///folder or "
@@ -61,8 +65,22 @@ def _file_backend(folder: Path, project: str) -> EventLog:
         key = ("file", str(folder), project)  # not there (yet): readers say so
     with _guard:
         found = _instances.get(key)
+        if found is not None and not _same_folder(found, key):
+            found = None  # the folder it served was removed and its inode reused
         if found is None:
             if len(_instances) >= _LIMIT:
                 _instances.pop(next(iter(_instances)))
             found = _instances[key] = FileLog(Layout(folder, project))
         return found
+
+
+def _same_folder(log: EventLog, key: tuple[object, ...]) -> bool:
+    """Whether ``log``'s root is still the folder ``key`` names (inodes are reused)."""
+    root = getattr(log, "layout", None)
+    if root is None or len(key) != 4:
+        return True
+    try:
+        st = os.stat(root.root)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == key[1:3]

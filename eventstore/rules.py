@@ -11,11 +11,21 @@ from __future__ import annotations
 from eventstore.events import Appended, Conformed, Derived, Event, Reverted
 from eventstore.manifest import Fold
 
-__all__ = ["DOWNSTREAMS", "KINDS", "STATES", "check_event"]
+__all__ = ["DOWNSTREAMS", "KINDS", "STATES", "body_name", "check_event", "flat_name"]
 
 KINDS = ("pickup", "reshoot")
 STATES = ("candidate", "approved")
 DOWNSTREAMS = ("not_derived", "derived")
+
+
+def flat_name(batch_id: str) -> str:
+    """The artifact name of a batch's legacy flat body, v1 of Case A and B (``BATCH.json``)."""
+    return f"{batch_id}.json"
+
+
+def body_name(batch_id: str, version: int) -> str:
+    """The artifact name of the body of ``version``: ``BATCH.vNNN.json`` (3+ digits)."""
+    return f"{batch_id}.v{version:03d}.json"
 
 
 def _check_appended(fold: Fold, event: Appended, flat_name: str) -> str | None:
@@ -28,7 +38,7 @@ def _check_appended(fold: Fold, event: Appended, flat_name: str) -> str | None:
             f"kind {event.kind!r}: not values the store writes"
         )
     expected = {flat_name} if version == 1 else set()
-    expected.add(f"{event.batch_id}.v{version:03d}.json")
+    expected.add(body_name(event.batch_id, version))
     if event.artifact not in expected:
         return f"v{version} names artifact {event.artifact!r}, expected one of {sorted(expected)}"
     if event.imported:

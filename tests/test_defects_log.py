@@ -31,8 +31,8 @@ from eventstore import (
     StoreIOError,
 )
 from eventstore.events import new_event_id, utc_now
-from eventstore.filelog import core as log_module
 from eventstore.filelog.core import read_log_events, tail_position, tail_seq
+from eventstore.log import open_log
 from projections.verify import verify
 from projections.watcher import _Tail
 from tests.helpers import DEADLINE, run_child, scene
@@ -119,9 +119,9 @@ def test_r23_two_spellings_of_a_root_share_one_lock(tmp_path: Path) -> None:
         e["prev"] == hashlib.sha256(line).hexdigest()
         for e, line in zip(events[1:], path.read_bytes().split(b"\n"), strict=False)
     )
-    # One cached state for the batch, shared by every spelling.
+    # One backend, so one memory of the batch, for every spelling (its owner is shared).
     keys = {log.layout.batch(BATCH).identity() for log in logs}
-    assert len(keys) == 1 and keys <= set(log_module._cache)
+    assert len(keys) == 1 and len({id(open_log(PROJECT, r)) for r in roots}) == 1
 
 
 def test_r23_threads_conforming_through_real_and_link_keep_the_log_whole(
@@ -254,7 +254,7 @@ def test_r24_no_prefix_of_a_command_shows_an_event_and_the_next_writer_removes_i
         assert tail_seq(path, BATCH) == 1
         tail = _Tail(path, 0, 0)
         assert _deliver(tail) == [1], cut
-        log_module._cache.clear()  # a new process
+        log.forget()  # a new process
         with log.session(BATCH) as session:
             assert session.fold.seq == 1
             session.append([_derived()])
@@ -371,7 +371,7 @@ def test_r24_sigkill_of_a_2001_event_command_is_never_seen_and_removed_whole(
         if b"\n" in data[len(committed) :]:
             cut_mid_command += 1
         count = _readers_see_whole_commands(path, batch_id, tail)
-        log_module._cache.clear()  # the next writer is a new process
+        log.forget()  # the next writer is a new process
         with log.session(batch_id) as session:
             assert session.fold.seq == count
             session.append([_derived(batch_id)])
@@ -409,7 +409,7 @@ def test_r24_disk_full_mid_command_shows_no_line_to_any_reader(
             data = bytes(data)
             cut = data.index(b"\n", data.index(b"\n", data.index(b"\n") + 1) + 1) + 40
             return real_write(fd, data[:cut])
-        log_module._cache.clear()
+        log.forget()
         seen.append(
             (
                 [e.seq for e in read_log_events(path, BATCH)],
@@ -508,7 +508,7 @@ def test_item3_append_refuses_before_writing(tmp_path: Path, bad: str) -> None:
         session.append([derived(1)])  # and can go on
     assert path.read_bytes().startswith(before)
     assert [e.seq for e in log.read(BATCH)] == [1, 2]
-    log_module._cache.clear()
+    log.forget()
     with log.session(BATCH) as session:
         assert session.fold.seq == 2
 

@@ -21,7 +21,6 @@ from eventstore import (
     SceneVersionStore,
     StoreIOError,
 )
-from eventstore.filelog import core as log_module
 from projections import Projection
 from tests.helpers import child_env, scene, snapshot
 from tests.integrity import check_batch
@@ -118,7 +117,7 @@ def test_read_only_store_says_so_and_changes_nothing(
 
     with monkeypatch.context() as m:
         m.setattr(os, "open", read_only)
-        log_module._cache.clear()
+        store.log.forget()  # type: ignore[attr-defined]
         with pytest.raises(StoreIOError) as info:
             store.write_scene_candidate(B, scene(shots=5))
         assert "read-only" in str(info.value)
@@ -210,7 +209,7 @@ def test_deleted_lock_file_never_lets_two_writers_append(root: Path, ready: Path
 def test_garbage_log_stops_reads_and_writes(store: SceneVersionStore, ready: Path) -> None:
     log = ready / f"{B}.events.jsonl"
     log.write_bytes(b"\x00\xffnot a log at all\n" * 3)
-    log_module._cache.clear()
+    store.log.forget()  # type: ignore[attr-defined]
     before = snapshot(ready)
     with pytest.raises(DamagedLog) as info:
         store.conform(B, 1)

@@ -170,9 +170,7 @@ def test_a_log_naming_a_file_outside_its_batch_is_refused(root: Path) -> None:
         b'"artifact":"ep_001_BATCH_001.v002.json"', b'"artifact":"../../../../etc/passwd"'
     )
     log.write_bytes(forged)
-    from eventstore.filelog import core as log_module
-
-    log_module._cache.clear()
+    store.log.forget()  # type: ignore[attr-defined]
     with pytest.raises(Exception) as info:  # refused before anything outside is opened
         store.conform(B, 2)
     assert isinstance(info.value, ValueError)

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from eventstore import DamagedLog, EventLog, FileLog, Layout
-from eventstore.filelog import core as log_module
 from eventstore.filelog.core import tail_seq
 from eventstore.log import line_hash
 from tests.log_contract import BATCH, EventLogContract, appended, derived
@@ -18,11 +17,6 @@ from tests.log_contract import BATCH, EventLogContract, appended, derived
 class TestFileLogContract(EventLogContract):
     def make_log(self, tmp_path: Path) -> EventLog:
         return FileLog(Layout.of("show", tmp_path))
-
-
-def new_process() -> None:
-    """Forget what this process cached of every log, as a newly started one would."""
-    log_module._cache.clear()
 
 
 def _log(tmp_path: Path) -> tuple[FileLog, Path]:
@@ -76,7 +70,6 @@ def test_r18_damaged_line_mid_file_stops_reads_and_writes(tmp_path: Path, damage
     else:
         lines[1] = lines[1].replace(b'"seq":2', b'"seq":7')
     path.write_bytes(b"\n".join(lines))
-    new_process()
     fresh = FileLog(Layout.of("show", tmp_path))
     with pytest.raises(DamagedLog) as info:
         if damage == "future_seq":
@@ -95,7 +88,6 @@ def test_r19_edited_line_breaks_chain_for_writers(tmp_path: Path) -> None:
     log, path = _log(tmp_path)
     _write_three(log)
     path.write_bytes(path.read_bytes().replace(b'"reason":null', b'"reason":"forged"', 1))
-    new_process()
     fresh = FileLog(Layout.of("show", tmp_path))
     with pytest.raises(DamagedLog) as info, fresh.session(BATCH):
         pass
@@ -108,10 +100,9 @@ def test_writer_cache_catches_up_with_other_writers(tmp_path: Path) -> None:
     second = FileLog(Layout.of("show", tmp_path))
     with first.session(BATCH) as session:
         session.append([appended(1)])
-    # Another process's append, simulated by a second cache entry: write by hand.
+    # Another process's append, simulated by a second FileLog (its own memory).
     with second.session(BATCH) as session:
         session.append([appended(2)])
-    new_process()
     with first.session(BATCH) as session:
         assert session.fold.seq == 2
         session.append([appended(3)])

@@ -33,8 +33,7 @@ from eventstore import (
     UnregisteredVersion,
     structure_fingerprint,
 )
-from eventstore import store as store_module
-from eventstore.filelog import core as log_module
+from eventstore.log import open_log
 from projections import Projection
 
 BATCHES = ["ep_001_BATCH_001", "ep_001_BATCH_002", "ep_001_BATCH_003"]
@@ -100,9 +99,7 @@ class StoreMachine(RuleBasedStateMachine):
     @rule()
     def reopen(self) -> None:
         """A new store object and a process that remembers nothing."""
-        log_module._cache.clear()
-        store_module._disk_seen.clear()
-        store_module._bodies_seen.clear()
+        open_log("show", self.root).forget()
         self.store = SceneVersionStore("show", 1, root=self.root)
 
     def expected(self, model: BatchModel, how: str) -> int | None:

@@ -268,8 +268,6 @@ def test_r7_dedup_in_case_b_still_registers_v1(store: SceneVersionStore, scenes_
 
 
 def test_r8_numbering_skips_orphan_bodies(store: SceneVersionStore, scenes_dir: Path) -> None:
-    from eventstore import store as store_module
-
     store.write_scene_candidate(BATCH, scene(shots=1))
     store.write_scene_candidate(BATCH, scene(shots=2))
     # Orphans a crashed writer leaves sit right above the highest version.
@@ -278,8 +276,7 @@ def test_r8_numbering_skips_orphan_bodies(store: SceneVersionStore, scenes_dir: 
     assert store.write_scene_candidate(BATCH, scene(shots=3)) == 5
     # Any body on disk, however far ahead, is skipped by a process that starts anew.
     (scenes_dir / f"{BATCH}.v009.json").write_bytes(scene(shots=7).to_json())
-    log_module._cache.clear()
-    store_module._disk_seen.clear()
+    store.log.forget()  # type: ignore[attr-defined]
     fresh = SceneVersionStore("show", 1, root=store.layout.root)
     assert fresh.write_scene_candidate(BATCH, scene(shots=4)) == 10
 
@@ -295,13 +292,13 @@ def test_r8_version_numbers_past_999(store: SceneVersionStore, scenes_dir: Path)
 def test_r8_write_once_guard_refuses_existing_body(
     store: SceneVersionStore, scenes_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from eventstore import store as store_module
-
     store.write_scene_candidate(BATCH, scene(shots=1))
     store.write_scene_candidate(BATCH, scene(shots=2))
+    (scenes_dir / f"{BATCH}.v003.json").write_bytes(scene(shots=7).to_json())
     before = snapshot(scenes_dir)
-    # Pretend the numbering missed v002 (a foreign writer raced us): the body stays.
-    monkeypatch.setattr(store_module._DiskHigh, "next_version", lambda self, paths, high: 2)
+    # Pretend the numbering missed v003 (a foreign writer raced us): the body stays.
+    monkeypatch.setattr(log_module._FileSession, "highest_body_version", lambda self: 0)
+    monkeypatch.setattr(log_module._FileSession, "body_exists", lambda self, name: False)
     with pytest.raises(VersionBodyExists) as info:
         store.write_scene_candidate(BATCH, scene(shots=9))
     assert isinstance(info.value, FileExistsError)

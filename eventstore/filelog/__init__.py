@@ -5,6 +5,7 @@
     core         the JSONL logs, the per-batch session, heads (R14, R18-R20, R24, R27)
     bodies       body files, written once, read safely
     views        versions.json views as snapshots; reference-era manifests (R17, R21, R29)
+    numbering    R8: the highest body in a scenes folder, from a listing kept while current
     feed         the change feed: tailing logs, woken by inotify or polling (R28)
     checkpoints  consumer checkpoints and their exclusive claim
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
-from eventstore.filelog import bodies, checkpoints, feed, inspect
+from eventstore.filelog import bodies, checkpoints, feed, inspect, views
 from eventstore.filelog.core import FileLogCore
 from eventstore.log import Feed
 from eventstore.manifest import Manifest
@@ -47,14 +48,10 @@ class FileLog(FileLogCore):
     # ── snapshots and reference-era manifests ─────────────────────────────
 
     def snapshot(self, batch_id: str) -> Manifest | None:
-        from eventstore.views import read_view
-
-        return read_view(self.layout.batch(batch_id).view)
+        return views.read_view(self.layout.batch(batch_id).view)
 
     def mend_snapshot(self, manifest: Manifest) -> bool:
-        from eventstore.views import repair_view
-
-        return repair_view(self.layout.batch(manifest.batch_id).view, manifest)
+        return views.repair_view(self.layout.batch(manifest.batch_id).view, manifest)
 
     def unimported(self, episode: str) -> list[str]:
         return [
@@ -62,9 +59,7 @@ class FileLog(FileLogCore):
         ]
 
     def check_unimported(self, batch_id: str) -> None:
-        from eventstore.views import check_unimported
-
-        check_unimported(self.layout.batch(batch_id))
+        views.check_unimported(self.layout.batch(batch_id))
 
     # ── the change feed and consumers ─────────────────────────────────────
 
@@ -95,17 +90,3 @@ class FileLog(FileLogCore):
 
     def claim(self, consumer: str) -> AbstractContextManager[None]:
         return checkpoints.claim(self.layout, consumer)
-
-    # ── what verify asks beyond reads (inspect.py) ────────────────────────
-
-    def look_body(self, batch_id: str, name: str, *, max_bytes: int) -> inspect.BodyLook:
-        return inspect.look_body(self.layout.batch(batch_id), name, max_bytes=max_bytes)
-
-    def look_snapshot(self, batch_id: str) -> inspect.SnapshotLook | None:
-        return inspect.look_snapshot(self.layout.batch(batch_id))
-
-    def replace_snapshot(self, manifest: Manifest, *, seen: bytes | None) -> bool:
-        return inspect.replace_snapshot(self.layout.batch(manifest.batch_id), manifest, seen=seen)
-
-    def strays(self, episode: str) -> list[inspect.Stray]:
-        return inspect.strays(self.layout, episode)

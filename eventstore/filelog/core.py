@@ -30,12 +30,19 @@ FileLog invariants:
   appending (R18, R24). A damaged line anywhere else raises DamagedLog naming
   file and line, for readers and writers alike.
 - Readers take no lock (R22).
-- Each process caches, per log, the byte offset of its last committed line,
-  the hash of that line and the folded state, so an append reads only what
+- Each FileLog remembers (:class:`_State`, owned by the instance, never by
+  the module), per log, the byte offset of its last committed line, the
+  hash of that line and the folded state, so an append reads only what
   other writers added since: appends cost the same at 10 or 100,000 events.
-  The cache is keyed on the batch's identity (device and inode of its scenes
-  folder, batch id), so every spelling of a root shares it (R23), and keeps
-  at most ``_CACHE_LIMIT`` logs.
+  Entries are keyed on the batch's identity (device and inode of its scenes
+  folder, batch id), never a spelling, and ``eventstore.backends`` shares one
+  FileLog per root identity and project, so every spelling of a root shares
+  them (R23). At most ``_CACHE_LIMIT`` logs are kept. The state belongs to
+  the process that made it: a forked child, or :meth:`FileLogCore.forget`,
+  starts from nothing, as a new process does.
+- A command session (:meth:`FileLogCore.command`) also holds the reference's
+  ``versions.lock`` when it exists and runs R21 and R29 under the locks
+  before the command sees the fold; every commit rewrites the view (R17).
 - R27: after the fsync of a commit, the session overwrites the head record
   ``<root>/<project>/.scenelog/heads/<batch>`` (seq and line hash of its last
   line) in place, without fsync: the record is never ahead of the durable log,
@@ -65,8 +72,9 @@ from pathlib import Path
 
 import msgspec
 
-from eventstore.errors import DamagedLog, RuleViolation, StoreIOError
+from eventstore.errors import BodyMissing, DamagedLog, RuleViolation, StoreIOError
 from eventstore.events import Appended, Event, decode_event, decode_lines, encode_event
+from eventstore.filelog import numbering, views
 from eventstore.fsio import fsync_dir, os_errors, write_once
 from eventstore.layout import BatchPaths, Layout
 from eventstore.lock import batch_lock, held_identity, still_held
@@ -85,6 +93,7 @@ from eventstore.log import (
     split_complete,
 )
 from eventstore.manifest import Fold
+from eventstore.scene import Scene, load_scene
 
 __all__ = [
     "FileLogCore",
@@ -145,38 +154,61 @@ class _Cached:
 
 
 _CACHE_LIMIT = 4096
-"""Logs whose folded state one process keeps; the least recently used go first."""
+"""Logs whose folded state one FileLog keeps; the least recently used go first."""
 
-_cache_guard = threading.Lock()
-# Keyed on the batch's identity (device and inode of its scenes folder, batch id),
-# never on a path string: every spelling of a root shares one entry (R23).
-_cache: dict[tuple[int, int, str], _Cached] = {}
+_HEADS_OPEN = 32
+"""Head records one FileLog keeps open; the least recently written are closed beyond."""
 
+_SCENE_IDS = 4096
+"""Bodies whose scene_id one FileLog remembers."""
 
-def _clear_cache() -> None:
-    global _heads_guard
-    _cache.clear()
-    _heads_guard = threading.Lock()
-    for fd in _head_fds.values():
-        with contextlib.suppress(OSError):
-            os.close(fd)
-    _head_fds.clear()
+_Key = tuple[int, int, str]
 
 
-os.register_at_fork(after_in_child=_clear_cache)
+class _State:
+    """What one FileLog remembers in one process; every part bounded.
 
+    ``folds``: per log, keyed on the batch's identity (device and inode of its
+    scenes folder, batch id), never a path string (R23). ``head_fds``: open head
+    records, used and closed only under ``heads_guard``. ``listings``: R8's
+    folder listings. ``scene_ids``: the scene_id of bodies already read, keyed
+    on the body's identity with (size, mtime, ctime), so a pointer move re-reads
+    a body only if it changed on disk. ``views``: views this FileLog wrote
+    (R29's shortcut).
+    """
 
-def _remember(key: tuple[int, int, str], cached: _Cached) -> None:
-    with _cache_guard:
-        _cache.pop(key, None)
-        _cache[key] = cached
-        while len(_cache) > _CACHE_LIMIT:
-            del _cache[next(iter(_cache))]
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.guard = threading.Lock()
+        self.folds: dict[_Key, _Cached] = {}
+        self.heads_guard = threading.Lock()
+        self.head_fds: dict[str, int] = {}
+        self.listings: numbering.Listings = {}
+        self.scene_ids: dict[tuple[int, int], tuple[tuple[int, int, int], str]] = {}
+        self.views: views.Written = {}
 
+    def get(self, key: _Key) -> _Cached | None:
+        with self.guard:
+            return self.folds.get(key)
 
-def _forget(key: tuple[int, int, str]) -> None:
-    with _cache_guard:
-        _cache.pop(key, None)
+    def remember(self, key: _Key, cached: _Cached) -> None:
+        with self.guard:
+            self.folds.pop(key, None)
+            self.folds[key] = cached
+            while len(self.folds) > _CACHE_LIMIT:
+                del self.folds[next(iter(self.folds))]
+
+    def forget(self, key: _Key) -> None:
+        with self.guard:
+            self.folds.pop(key, None)
+
+    def close(self) -> None:
+        """Close the head records this state holds open."""
+        with self.heads_guard:
+            for fd in self.head_fds.values():
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            self.head_fds.clear()
 
 
 _AT_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
@@ -207,10 +239,11 @@ class _FileSession(LogSession):
     def __init__(
         self,
         paths: BatchPaths,
-        key: tuple[int, int, str],
+        key: _Key,
         cached: _Cached,
         created: bool,
         head_record: Path,
+        state: _State,
     ) -> None:
         self._paths = paths
         self.path = paths.log
@@ -220,6 +253,7 @@ class _FileSession(LogSession):
         self._cached = cached
         self._created = created
         self._head_record = head_record
+        self._state = state
         self._head: tuple[int, str] | None = None  # written, to record once durable
         self._unsynced: int | None = None  # fd written but not yet fsync'd
 
@@ -228,7 +262,7 @@ class _FileSession(LogSession):
         return self._cached.fold
 
     def highest_body_version(self) -> int:
-        return self._paths.highest_body_version()
+        return numbering.highest_on_disk(self._paths, self._state.listings)
 
     def body_exists(self, name: str) -> bool:
         return self._paths.artifact(name).exists()
@@ -240,6 +274,42 @@ class _FileSession(LogSession):
 
     def write_body(self, name: str, data: bytes) -> None:
         write_once(self._paths.artifact(name), data, batch_id=self.batch_id)
+
+    def read_scene(self, name: str) -> Scene:
+        path = self._paths.artifact(name)
+        try:
+            return load_scene(path)
+        except FileNotFoundError as e:
+            raise BodyMissing(
+                f"scene body {path} of batch {self.batch_id} is missing; restore it from "
+                "backup (`scenelog verify` lists what else is missing)",
+                path=str(path),
+                batch_id=self.batch_id,
+            ) from e
+
+    def body_scene_id(self, name: str) -> str:
+        """The body's scene_id; a body already read is only stat'ed (bodies are immutable).
+
+        Known bodies are keyed on the file's identity, not its spelling (R23).
+        """
+        path = self._paths.artifact(name)
+        known_ids = self._state.scene_ids
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            st = None
+        if st is not None:
+            key = (st.st_dev, st.st_ino)
+            stamp = (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            known = known_ids.get(key)
+            if known is not None and known[0] == stamp:
+                return known[1]
+        scene_id = self.read_scene(name).scene_id
+        if st is not None:
+            if len(known_ids) >= _SCENE_IDS:
+                known_ids.clear()
+            known_ids[key] = (stamp, scene_id)
+        return scene_id
 
     def append(self, events: Sequence[Event]) -> list[Event]:
         """Validate every event against the fold, then write them all with one ``write``.
@@ -283,6 +353,8 @@ class _FileSession(LogSession):
         cached.lines += len(committed)
         if prev is not None:
             self._head = (seq, prev)
+        # R17: the view follows each commit, under the lock (a failure is only logged).
+        views.write_view(self._paths.view, fold.view_chunks(), self._state.views)
         return committed
 
     def _validate(self, fold: Fold, event: Event) -> None:
@@ -312,10 +384,12 @@ class _FileSession(LogSession):
         Only while the lock is still ours: a catch-up may cut a torn tail, and
         without the lock that tail could be another writer's write in flight.
         """
-        _forget(self._key)
+        self._state.forget(self._key)
         if still_held(self.lock):
             with contextlib.suppress(Exception):
-                self._cached, self._created = _catch_up(self.path, self._key, self.batch_id)
+                self._cached, self._created = _catch_up(
+                    self.path, self._key, self.batch_id, self._state
+                )
 
     def _write(self, data: bytes, offset: int) -> None:
         path = self.path
@@ -385,7 +459,7 @@ class _FileSession(LogSession):
             os.close(fd)
         head, self._head = self._head, None
         if head is not None:
-            _record_head(self._head_record, *head)
+            _record_head(self._state, self._head_record, *head)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -400,14 +474,9 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 _HEAD_RECORD = b"%020d %s\n"
-_HEADS_OPEN = 32
-"""Head records one process keeps open; the least recently written are closed beyond."""
-
-_heads_guard = threading.Lock()
-_head_fds: dict[str, int] = {}
 
 
-def _record_head(path: Path, seq: int, digest: str) -> None:
+def _record_head(state: _State, path: Path, seq: int, digest: str) -> None:
     """Overwrite the head record in place (fixed length: one small ``pwrite``).
 
     Best effort: a record that could not be written is only stale. The fd is
@@ -416,7 +485,8 @@ def _record_head(path: Path, seq: int, digest: str) -> None:
     """
     record = _HEAD_RECORD % (seq, digest.encode())
     name = str(path)
-    with _heads_guard:
+    _head_fds = state.head_fds
+    with state.heads_guard:
         try:
             fd = _head_fds.pop(name, None)
             if fd is not None and os.fstat(fd).st_nlink == 0:  # deleted behind us
@@ -456,7 +526,24 @@ class FileLogCore(EventLog):
 
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
+        self.project = layout.project
+        self.label = str(layout.root)
         self._head_records: dict[str, Path] = {}
+        self._state = _State()
+
+    def _mine(self) -> _State:
+        """This process's state (a forked child starts from nothing, as a new process)."""
+        state = self._state
+        if state.pid != os.getpid():
+            state = self._state = _State()  # the parent's fds are closed on exec or exit
+        return state
+
+    def forget(self) -> None:
+        """Drop everything this FileLog remembers (folds, listings, views written,
+        open head records): the next command reads the files as a new process would."""
+        old, self._state = self._state, _State()
+        if old.pid == os.getpid():
+            old.close()
 
     def path(self, batch_id: str) -> Path:
         return self.layout.batch(batch_id).log
@@ -519,6 +606,7 @@ class FileLogCore(EventLog):
         self, batch_id: str, *, timeout: float = DEFAULT_LOCK_TIMEOUT
     ) -> Iterator[LogSession]:
         paths = self.layout.batch(batch_id)
+        state = self._mine()
         with batch_lock(paths.lock, timeout=timeout, batch_id=batch_id):
             folder = held_identity(paths.lock)
             if folder is None:  # batch_lock wrapped by someone (a benchmark's timer)
@@ -527,20 +615,20 @@ class FileLogCore(EventLog):
             else:
                 key = (*folder, batch_id)
             try:
-                cached, created = _catch_up(paths.log, key, batch_id)
+                cached, created = _catch_up(paths.log, key, batch_id, state)
             except DamagedLog:
                 # Re-read from the start: the error then names the first bad line
-                # even when the file was changed behind this process's cache.
-                _forget(key)
+                # even when the file was changed behind this FileLog's memory.
+                state.forget(key)
                 try:
-                    cached, created = _catch_up(paths.log, key, batch_id)
+                    cached, created = _catch_up(paths.log, key, batch_id, state)
                 except BaseException:
-                    _forget(key)
+                    state.forget(key)
                     raise
             except BaseException:
-                _forget(key)
+                state.forget(key)
                 raise
-            session = _FileSession(paths, key, cached, created, self._head_record(batch_id))
+            session = _FileSession(paths, key, cached, created, self._head_record(batch_id), state)
             try:
                 yield session
             except BaseException:
@@ -548,9 +636,33 @@ class FileLogCore(EventLog):
                 raise
         session.finish()
 
+    @contextlib.contextmanager
+    def command(
+        self, batch_id: str, *, timeout: float = DEFAULT_LOCK_TIMEOUT
+    ) -> Iterator[LogSession]:
+        """A session for a store command: the reference lock, the batch lock, R21, R29.
 
-def _catch_up(path: Path, key: tuple[int, int, str], batch_id: str) -> tuple[_Cached, bool]:
-    """Bring this process's cache of ``path`` up to the file (under the lock).
+        The reference's ``<batch>.versions.lock`` is taken first when it exists
+        (R29), then the batch lock, both within ``timeout``. Under both and
+        before the command sees the fold: a batch without events is checked for
+        a reference manifest or a lost log (R21), a batch with events for a
+        ``versions.json`` changed by another tool (R29, ForeignView).
+        """
+        paths = self.layout.batch(batch_id)
+        deadline = time.monotonic() + timeout
+        with views.reference_lock(paths, timeout=timeout):
+            remaining = max(deadline - time.monotonic(), 0.0)
+            with self.session(batch_id, timeout=remaining) as session:
+                fold = session.fold
+                if fold.seq == 0:
+                    views.check_unimported(paths)
+                else:
+                    views.check_view(paths, fold, lambda: self.read(batch_id), self._mine().views)
+                yield session
+
+
+def _catch_up(path: Path, key: _Key, batch_id: str, state: _State) -> tuple[_Cached, bool]:
+    """Bring ``state``'s memory of ``path`` up to the file (under the lock).
 
     Lines of an incomplete command at the end (a writer killed mid-write, R24)
     are moved aside whole with any torn tail, as R18 does with a torn line.
@@ -559,10 +671,9 @@ def _catch_up(path: Path, key: tuple[int, int, str], batch_id: str) -> tuple[_Ca
         st = os.stat(path)
     except FileNotFoundError:
         fresh = _Cached(0, 0, 0, Fold(batch_id, path=str(path)))
-        _remember(key, fresh)
+        state.remember(key, fresh)
         return fresh, True
-    with _cache_guard:
-        cached = _cache.get(key)
+    cached = state.get(key)
     if (
         cached is None
         or (cached.dev, cached.ino) != (st.st_dev, st.st_ino)
@@ -581,7 +692,7 @@ def _catch_up(path: Path, key: tuple[int, int, str], batch_id: str) -> tuple[_Ca
             _move_torn_tail(path, cached.offset, rest)
             st = os.stat(path)
     cached.mtime_ns = st.st_mtime_ns
-    _remember(key, cached)
+    state.remember(key, cached)
     # An empty file is a log whose creator died before its first line was durable.
     return cached, st.st_size == 0
 
