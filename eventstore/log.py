@@ -46,12 +46,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_LOCK_TIMEOUT",
+    "BodyLook",
     "EventLog",
     "Feed",
     "FeedItem",
     "Head",
     "LogSession",
     "RawLog",
+    "SnapshotLook",
+    "Stray",
     "command_more",
     "line_hash",
     "mark_line",
@@ -139,6 +142,51 @@ class RawLog(NamedTuple):
     """Bytes of a torn last line after those (never acknowledged, R18)."""
     where: str
     """Where the log lives, for findings (a path, or ``table:batch``)."""
+
+
+class BodyLook(NamedTuple):
+    """A body as an auditor sees it: its bytes, or why the backend gives none (verify)."""
+
+    data: bytes | None
+    """The body's bytes; None when ``problem`` says why not."""
+    problem: str | None
+    """None, ``"missing"``, ``"not_file"`` (a FIFO, device or folder), ``"too_large"``
+    or ``"unreadable"``."""
+    detail: str
+    """What is wrong, as the end of a sentence about the body (``"is missing"``)."""
+    where: str
+    """Where the body lives, for findings (a path, or ``batch:name``)."""
+
+
+class SnapshotLook(NamedTuple):
+    """A batch's stored snapshot as an auditor sees it (the file backend's view)."""
+
+    data: bytes | None
+    """The stored bytes, undecoded; None when there is none (or none readable)."""
+    odd: bool
+    """Something that is not a snapshot stands where it is kept (a folder, a FIFO)."""
+    where: str
+
+
+class Stray(NamedTuple):
+    """Something a backend holds for a batch outside of any readable log (verify reports it).
+
+    ``kind`` is one of:
+
+    - ``"bodies"``: version bodies of a batch with no log (orphans of a first
+      write that stopped before its event, unless a manifest names them);
+    - ``"reference"``: a reference-format manifest and no log (R21); ``names``
+      are the bodies it names, which are not orphans;
+    - ``"snapshot"``: a snapshot that says the batch had events, and no log:
+      the log was lost;
+    - ``"not_a_log"``: where the batch's log is kept stands something that is
+      not one (a folder, a FIFO); readers must not open it.
+    """
+
+    batch_id: str
+    kind: str
+    where: str
+    names: tuple[str, ...] = ()
 
 
 class FeedItem(NamedTuple):
@@ -395,6 +443,46 @@ class EventLog(ABC):
         if self.project_exists():
             return None
         return f"there is no project {self.project} in {self.label}"
+
+    # ── auditing: what verify asks beyond reads (defaults for backends that
+    #    keep nothing outside their logs) ──────────────────────────────────
+
+    def look_body(self, batch_id: str, name: str, *, max_bytes: int) -> BodyLook:
+        """Body ``name`` for an auditor: never a hang, never more than ``max_bytes`` read.
+
+        Backends that can hold hostile bodies (a file backend: a FIFO, a link
+        to a device) check what a body is before reading it.
+        """
+        from eventstore.errors import BodyMissing, DamagedBody
+
+        where = self.body_path(batch_id, name) or f"{batch_id}:{name}"
+        try:
+            data = self.read_body(batch_id, name)
+        except BodyMissing:
+            return BodyLook(None, "missing", "is missing", where)
+        except DamagedBody as e:
+            return BodyLook(None, "unreadable", f"cannot be read ({e})", where)
+        if len(data) > max_bytes:
+            detail = f"is {len(data)} bytes, over the {max_bytes} bytes an audit reads"
+            return BodyLook(None, "too_large", detail, where)
+        return BodyLook(data, None, "", where)
+
+    def look_snapshot(self, batch_id: str) -> SnapshotLook | None:
+        """The stored snapshot's bytes as they are; None when the backend keeps none."""
+        return None
+
+    def replace_snapshot(self, manifest: Manifest, *, seen: bytes | None) -> bool:
+        """Store ``manifest`` as the snapshot in place of ``seen``, even one ahead of it.
+
+        For a snapshot above a log restored from an older backup; anything a
+        writer put there since ``seen`` was read stays. True when ``manifest``
+        stayed in place.
+        """
+        return False
+
+    def strays(self, episode: str) -> list[Stray]:
+        """What the backend holds for batches of ``episode`` outside any readable log."""
+        return []
 
     # ── the change feed and consumers ───────────────────────────────────────
 

@@ -90,3 +90,17 @@ class FileLog(FileLogCore):
 
     def claim(self, consumer: str) -> AbstractContextManager[None]:
         return checkpoints.claim(self.layout, consumer)
+
+    # ── what verify asks beyond reads (inspect.py) ────────────────────────
+
+    def look_body(self, batch_id: str, name: str, *, max_bytes: int) -> inspect.BodyLook:
+        return inspect.look_body(self.layout.batch(batch_id), name, max_bytes=max_bytes)
+
+    def look_snapshot(self, batch_id: str) -> inspect.SnapshotLook | None:
+        return inspect.look_snapshot(self.layout.batch(batch_id))
+
+    def replace_snapshot(self, manifest: Manifest, *, seen: bytes | None) -> bool:
+        return inspect.replace_snapshot(self.layout.batch(manifest.batch_id), manifest, seen=seen)
+
+    def strays(self, episode: str) -> list[inspect.Stray]:
+        return inspect.strays(self.layout, episode)
