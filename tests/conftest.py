@@ -11,8 +11,6 @@ from eventstore import SceneVersionStore
 from eventstore.memlog import MemoryLog
 from projections import Projection
 
-BATCH = "ep_001_BATCH_003"
-
 
 @pytest.fixture
 def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

@@ -50,9 +50,8 @@ from eventstore import (
 from eventstore.events import Event, decode_event, encode_event, new_event_id, utc_now
 from eventstore.log import Feed, FeedItem, Head, command_more, line_hash, mark_line
 from eventstore.manifest import fold
-from tests.helpers import DEADLINE, REPO, child_env
+from tests.helpers import BATCH, DEADLINE, REPO, child_env
 
-BATCH = "ep_001_BATCH_003"
 OTHER = "ep_001_BATCH_004"
 LATER = "ep_002_BATCH_001"
 

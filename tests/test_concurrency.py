@@ -8,10 +8,9 @@ import threading
 from pathlib import Path
 
 from eventstore import SceneVersionStore
-from tests.helpers import child_env, scene
+from tests.helpers import BATCH, child_env, scene
 from tests.integrity import check_batch
 
-BATCH = "ep_001_BATCH_003"
 PROCESSES, PER_PROCESS, THREADS, PER_THREAD = 8, 25, 3, 10
 
 APPENDER = """

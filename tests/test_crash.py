@@ -9,10 +9,8 @@ import pytest
 
 from eventstore import SceneVersionStore
 from projections import Projection
-from tests.helpers import run_child, scene
+from tests.helpers import BATCH, run_child, scene
 from tests.integrity import check_batch
-
-BATCH = "ep_001_BATCH_003"
 
 # Faults are injected in the child process by patching, never by switches in
 # production code. The child dies by SIGKILL: no finally blocks, no flushing.

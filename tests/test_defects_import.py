@@ -16,7 +16,7 @@ import pytest
 
 from eventstore import SceneVersionStore, structure_fingerprint
 from projections import Projection, verify
-from tests.helpers import DEADLINE, REPO, child_env, scene, snapshot
+from tests.helpers import DEADLINE, REPO, child_env, scene, scenelog, snapshot
 from tests.test_import import reference_store
 
 B = "ep_001_BATCH_003"
@@ -25,17 +25,6 @@ B = "ep_001_BATCH_003"
 @pytest.fixture
 def scenes(root: Path) -> Path:
     return root / "show" / "ep_001" / "scenes"
-
-
-def scenelog(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """``scenelog ARGS`` as a user runs it."""
-    return subprocess.run(
-        [sys.executable, "-m", "projections", *args],
-        capture_output=True,
-        text=True,
-        timeout=DEADLINE,
-        env=child_env(SCENELOG_ROOT=str(root), SCENELOG_PROJECT="show"),
-    )
 
 
 def one_line(result: subprocess.CompletedProcess[str]) -> str:

@@ -20,29 +20,9 @@ from eventstore import InvalidInput, SceneVersionStore, UnknownBatch
 from eventstore import store as store_module
 from projections import Projection, parse_time
 from projections.cli import cli
-from tests.helpers import child_env, scene, snapshot
+from tests.helpers import child_env, scene, scenelog, snapshot
 
 B1 = "ep_001_BATCH_001"
-
-
-def scenelog(
-    root: Path | str,
-    *args: str | bytes,
-    stdin: str | None = None,
-    **env: str,
-) -> subprocess.CompletedProcess[str]:
-    """``scenelog ARGS`` in a real process with the store in ``root``."""
-    variables = child_env(SCENELOG_PROJECT="show", SCENELOG_ACTOR="cli@test")
-    variables["SCENELOG_ROOT"] = root if isinstance(root, str) else str(root)
-    variables.update(env)
-    return subprocess.run(
-        [sys.executable, "-m", "projections", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=variables,
-    )
 
 
 def one_line_error(result: subprocess.CompletedProcess[str], code: int) -> str:

@@ -27,7 +27,7 @@ from eventstore import (
     StoreIOError,
 )
 from projections import Projection
-from tests.helpers import DEADLINE, REPO, child_env, scene, snapshot
+from tests.helpers import DEADLINE, REPO, child_env, scene, scenelog, snapshot
 
 B = "ep_001_BATCH_003"
 
@@ -35,20 +35,6 @@ B = "ep_001_BATCH_003"
 @pytest.fixture
 def scenes(root: Path) -> Path:
     return root / "show" / "ep_001" / "scenes"
-
-
-def scenelog(
-    root: Path, *args: str | bytes, env: dict[str, Any] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """``scenelog ARGS`` as a user runs it (bytes arguments pass through as argv bytes)."""
-    return subprocess.run(
-        [sys.executable, "-m", "projections", *args],
-        capture_output=True,
-        text=True,
-        timeout=DEADLINE,
-        env={**child_env(SCENELOG_ROOT=str(root), SCENELOG_PROJECT="show"), **(env or {})},
-        cwd=str(REPO),
-    )
 
 
 def one_line(result: subprocess.CompletedProcess[str]) -> str:

@@ -21,10 +21,8 @@ import pytest
 
 from eventstore import SceneVersionStore
 from projections import verify
-from tests.helpers import DEADLINE, REPO, child_env, scene
+from tests.helpers import BATCH, DEADLINE, REPO, child_env, scene
 from tests.test_import import reference_store
-
-BATCH = "ep_001_BATCH_003"
 
 
 def scenelog(root: Path, *args: str, timeout: float = DEADLINE) -> subprocess.CompletedProcess[str]:

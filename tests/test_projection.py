@@ -8,9 +8,7 @@ import pytest
 
 from eventstore import InvalidInput, SceneVersionStore, UnknownBatch, fold
 from projections import Projection
-from tests.helpers import scene
-
-BATCH = "ep_001_BATCH_003"
+from tests.helpers import BATCH, scene
 
 
 def test_fold_and_view_agree_deleting_views_loses_nothing(

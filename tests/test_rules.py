@@ -29,9 +29,7 @@ from eventstore import (
 from eventstore.filelog import core as log_module
 from eventstore.filelog.core import read_log_events
 from projections import Projection, verify
-from tests.helpers import child_env, scene, snapshot
-
-BATCH = "ep_001_BATCH_003"
+from tests.helpers import BATCH, child_env, scene, snapshot
 
 
 def events_of(scenes_dir: Path, batch_id: str = BATCH) -> list[dict[str, object]]:

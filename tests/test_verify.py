@@ -13,9 +13,7 @@ import pytest
 
 from eventstore import SceneVersionStore
 from projections import verify
-from tests.helpers import child_env, scene
-
-BATCH = "ep_001_BATCH_003"
+from tests.helpers import BATCH, child_env, scene
 
 
 @pytest.fixture
