@@ -69,6 +69,7 @@ from eventstore.log import (
     Head,
     LogSession,
     RawLog,
+    Stray,
     line_hash,
     mark_line,
 )
@@ -499,6 +500,20 @@ class MemoryLog(EventLog):
     def body_names(self, batch_id: str) -> list[str]:
         batch = self._get(batch_id)
         return [] if batch is None else sorted(batch.bodies)
+
+    def strays(self, episode: str) -> list[Stray]:
+        """Version bodies of batches of ``episode`` without events (orphans of a first write)."""
+        prefix = episode + "_"
+        found = []
+        for batch in sorted(list(self._batches.values()), key=lambda b: b.batch_id):
+            if batch.head.seq or not batch.batch_id.startswith(prefix):
+                continue
+            names = sorted(n for n in list(batch.bodies) if _body_version(batch.batch_id, n))
+            if names:
+                found.append(
+                    Stray(batch.batch_id, "bodies", self.where(batch.batch_id), tuple(names))
+                )
+        return found
 
     # ── the change feed and consumers ──────────────────────────────────────
 
