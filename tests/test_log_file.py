@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,24 @@ from tests.log_contract import BATCH, EventLogContract, appended, derived
 
 
 class TestFileLogContract(EventLogContract):
+    processes = True
+
     def make_log(self, tmp_path: Path) -> EventLog:
         return FileLog(Layout.of("show", tmp_path))
+
+    def root(self, tmp_path: Path) -> str:
+        return str(tmp_path)
+
+    def forget(self, tmp_path: Path) -> EventLog:
+        shutil.rmtree(tmp_path / "show", ignore_errors=True)
+        return self.make_log(tmp_path)
+
+    def tear(self, tmp_path: Path, batch_id: str, data: bytes) -> None:
+        """Append raw bytes to the batch's log file (docs/FORMAT.md: its name and place)."""
+        path = tmp_path / "show" / batch_id[:6] / "scenes" / f"{batch_id}.events.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "ab") as f:
+            f.write(data)
 
 
 def _log(tmp_path: Path) -> tuple[FileLog, Path]:
