@@ -6,10 +6,14 @@ mark_derived, or a new version appended with its body). Such a view is
 never trusted or overwritten silently; ``adopt_view`` explains it with
 events, or refuses.
 
+The view and the reference lock are the backend's (``legacy_manifest``,
+``legacy_lock``, ``write_snapshot`` of :class:`eventstore.log.EventLog`);
+nothing here names a file.
+
 Invariants:
-- Everything happens under the reference lock ``<batch>.versions.lock``
-  (``flock``, only when the file exists, never created) and then the batch
-  lock, like every command (R29, R14).
+- Everything happens under the reference lock (on files ``flock`` on
+  ``<batch>.versions.lock``, only when the file exists, never created) and
+  then the batch's session, like every command (R29, R14).
 - The events are marked ``imported``, drafted on a copy of the fold, each
   encoded, decoded back, checked with verify's rules and folded before
   anything is written, and appended with one ``append`` (one command, R24).
@@ -18,8 +22,10 @@ Invariants:
   change applied (when it read a stale one); anything else is refused with
   :class:`ForeignView` and nothing is written.
 - Crash at each step: before the append, the foreign view is still there
-  and adopt can run again; after it, the view's content is the fold's, and
-  the next adopt appends nothing and rewrites the view as scenelog's own.
+  and adopt can run again; after it (the commit rewrites the view, R17), or
+  after ``write_snapshot`` when no event was needed, the view is scenelog's;
+  a crash before that rewrite leaves a view whose content is the fold's, and
+  the next adopt appends nothing and rewrites it as scenelog's own.
 """
 
 from __future__ import annotations
@@ -32,22 +38,19 @@ import msgspec
 
 from eventstore.errors import ForeignView, UnimportedManifest, UnknownBatch
 from eventstore.events import Conformed, Reverted, default_actor
-from eventstore.filelog import FileLog
 from eventstore.importer import (
+    _Batch,
     _Draft,
     _locked,
     _Manifest,
     _parse,
-    _read,
     _shown,
     normalize_timestamp,
 )
-from eventstore.layout import BatchPaths, Layout, validate_batch_id
-from eventstore.lock import DEFAULT_LOCK_TIMEOUT
-from eventstore.log import EventLog
+from eventstore.layout import validate_batch_id
+from eventstore.log import DEFAULT_LOCK_TIMEOUT, EventLog, open_log
 from eventstore.manifest import Fold, VersionEntry
-from eventstore.scene import load_scene, structure_fingerprint
-from eventstore.views import write_view
+from eventstore.scene import Scene, structure_fingerprint
 
 __all__ = ["AdoptOutcome", "adopt_view"]
 
@@ -113,72 +116,72 @@ def adopt_view(
     without events.
     """
     batch_id = validate_batch_id(batch_id)
-    layout = Layout.of(project, root)
-    paths = layout.batch(batch_id)
-    backend = log if log is not None else FileLog(layout)
+    backend = log if log is not None else open_log(project, root)
+    batch = _Batch(backend, batch_id)
     who = default_actor(actor)
     if not backend.exists(batch_id):
-        raise _no_log(paths)
-    with _locked(paths, backend, lock_timeout) as session:
+        raise _no_log(batch)
+    with _locked(batch, lock_timeout) as session:
         current = session.fold
         if current.seq == 0:  # a log whose creator died before its first line
-            raise _no_log(paths)
-        data = _read(paths)
+            raise _no_log(batch)
+        data = batch.manifest_bytes()
         if data is None or data == current.view_bytes():
             return AdoptOutcome(batch_id, "unchanged", current.seq)
-        foreign = _foreign(paths, data, current)
-        base = _base(paths, backend, current, foreign)
+        foreign = _foreign(batch, data, current)
+        base = _base(batch, current, foreign)
         draft = _Draft(
-            paths, current, who, f"adopted from {paths.view.name} changed outside scenelog"
+            batch_id, current, who, f"adopted from {batch.name} changed outside scenelog"
         )
-        entries, active = _target(paths, base, current, foreign)
+        entries, active = _target(batch, base, current, foreign)
         _explain(draft, entries, active)
         problems = draft.finish(entries, active)
         if problems:
-            raise _refusal(paths, problems)
+            raise _refusal(batch, problems)
         described = [f"{e.type} v{e.version}" for e in draft.events]
         if dry_run:
             return AdoptOutcome(batch_id, "would_adopt", current.seq, described)
         if draft.events:
-            session.append(draft.events)
-        write_view(paths.view, session.fold.view_chunks())
+            session.append(draft.events)  # the commit rewrites the view (R17)
+        else:
+            backend.write_snapshot(session.fold)
         status = "adopted" if draft.events else "unchanged"
         return AdoptOutcome(batch_id, status, session.fold.seq, described)
 
 
-def _no_log(paths: BatchPaths) -> UnknownBatch | UnimportedManifest:
-    if not paths.view.exists():
+def _no_log(batch: _Batch) -> UnknownBatch | UnimportedManifest:
+    if batch.manifest_bytes() is None:
         return UnknownBatch(
-            f"batch {paths.batch_id} has no log and no versions.json: nothing to adopt — "
+            f"batch {batch.batch_id} has no log and no versions.json: nothing to adopt — "
             "check the batch id, --project and --root",
-            batch_id=paths.batch_id,
+            batch_id=batch.batch_id,
         )
     return UnimportedManifest(
-        f"batch {paths.batch_id} has no log: import its versions.json with "
-        f"`scenelog import {paths.batch_id[:6]}` (--adopt is for batches that have a log)",
-        path=str(paths.view),
-        batch_id=paths.batch_id,
+        f"batch {batch.batch_id} has no log: import its versions.json with "
+        f"`scenelog import {batch.batch_id[:6]}` (--adopt is for batches that have a log)",
+        path=batch.where,
+        batch_id=batch.batch_id,
     )
 
 
-def _refusal(paths: BatchPaths, problems: list[str]) -> ForeignView:
+def _refusal(batch: _Batch, problems: list[str]) -> ForeignView:
     return ForeignView(
-        f"cannot adopt {paths.view} of batch {paths.batch_id}: {'; '.join(problems)}; no "
+        f"cannot adopt {batch.where} of batch {batch.batch_id}: {'; '.join(problems)}; no "
         "event can explain that, nothing was written — to keep the log's state, move "
-        f"{paths.view.name} aside (a view is a cache, rebuilt from the log)",
-        path=str(paths.view),
-        batch_id=paths.batch_id,
+        f"{batch.name} aside (a view is a cache, rebuilt from the log)",
+        path=batch.where,
+        batch_id=batch.batch_id,
         problems=problems,
     )
 
 
-def _foreign(paths: BatchPaths, data: bytes, current: Fold) -> _Manifest:
-    manifest, problems = _parse(paths, data)
+def _foreign(batch: _Batch, data: bytes, current: Fold) -> _Manifest:
+    manifest, problems = _parse(batch, data)
     if manifest is None:
-        raise _refusal(paths, problems)
+        raise _refusal(batch, problems)
     if manifest.seq is not None and manifest.seq > current.seq:
         raise _refusal(
-            paths,
+            batch,
             [
                 f"it claims seq {manifest.seq} but the log ends at seq {current.seq} "
                 "(was the log restored from backup? run `scenelog verify`)"
@@ -187,26 +190,27 @@ def _foreign(paths: BatchPaths, data: bytes, current: Fold) -> _Manifest:
     return manifest
 
 
-def _base(paths: BatchPaths, log: EventLog, current: Fold, foreign: _Manifest) -> Fold:
+def _base(batch: _Batch, current: Fold, foreign: _Manifest) -> Fold:
     """The fold the foreign tool read: at the seq its view claims, else the current one."""
     if foreign.seq is None or foreign.seq == current.seq:
         return current
-    base = Fold(paths.batch_id, path=str(paths.log))
-    base.apply_all(log.read(paths.batch_id)[: foreign.seq])
+    base = batch.fold()
+    base.apply_all(batch.log.read(batch.batch_id)[: foreign.seq])
     return base
 
 
-def _body_problems(paths: BatchPaths, entry: VersionEntry) -> list[str]:
+def _body_problems(batch: _Batch, entry: VersionEntry) -> list[str]:
     """A new version's body must be this batch's scene with the recorded fingerprint."""
-    path = paths.artifact(entry.artifact)
+    name = entry.artifact
     try:
-        body = load_scene(path)
+        data = batch.log.read_body(batch.batch_id, name)
+        body = Scene.from_json(data, max_bytes=max(len(data), 1))
     except (OSError, ValueError) as e:
-        return [f"v{entry.version}'s body {path.name} is unreadable ({e})"]
-    if body.scene_id != paths.batch_id:
-        return [f"v{entry.version}'s body {path.name} has scene_id {_shown(body.scene_id)}"]
+        return [f"v{entry.version}'s body {name} is unreadable ({e})"]
+    if body.scene_id != batch.batch_id:
+        return [f"v{entry.version}'s body {name} has scene_id {_shown(body.scene_id)}"]
     if structure_fingerprint(body) != entry.structure_fingerprint:
-        return [f"v{entry.version}'s body {path.name} does not have the recorded fingerprint"]
+        return [f"v{entry.version}'s body {name} does not have the recorded fingerprint"]
     return []
 
 
@@ -217,7 +221,7 @@ def _same(field_name: str, old: object, new: object) -> bool:
 
 
 def _target(
-    paths: BatchPaths, base: Fold, current: Fold, foreign: _Manifest
+    batch: _Batch, base: Fold, current: Fold, foreign: _Manifest
 ) -> tuple[list[VersionEntry], int]:
     """The current fold with the foreign change (base -> foreign) applied; refuse the rest."""
     problems: list[str] = []
@@ -251,14 +255,14 @@ def _target(
             continue
         existing = current.entry(new.version)
         if existing is None:
-            problems.extend(_body_problems(paths, new))
+            problems.extend(_body_problems(batch, new))
             entries.append(new)
         elif existing != new:
             problems.append(
                 f"v{new.version} was registered by scenelog and by another tool differently"
             )
     if problems:
-        raise _refusal(paths, problems)
+        raise _refusal(batch, problems)
     assert current.active_version is not None  # a log with events has a pointer
     moved = foreign.active_version != base.active_version
     return entries, foreign.active_version if moved else current.active_version

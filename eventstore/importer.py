@@ -22,26 +22,33 @@ field; nothing is guessed and nothing is written for that batch):
   a naive one is taken as UTC, because the reference stamps with its
   ``utc_now_iso8601`` helper (a naive ``utcnow().isoformat()`` spelling is
   still UTC). A time that is not in UTC range after conversion is refused.
-  The original bytes stay in ``<batch>.versions.json.reference``.
+  The backend keeps the original bytes (the file backend in
+  ``<batch>.versions.json.reference``).
 - Before anything is written, the events are encoded, decoded back, checked
   with the rules verify uses and folded, and the fold must equal the
   (normalized) manifest: import never writes a line it cannot read back.
 
+Everything goes through the project's :class:`eventstore.log.EventLog`
+(:func:`eventstore.log.open_log`): the manifests are the backend's
+``legacy_manifest``, listed by ``unimported``; bodies are checked with
+``body_exists``; nothing here names a file.
+
 Invariants:
 - Every event of one batch is appended by one ``append`` (one command, R24).
-- The batch's reference lock ``<batch>.versions.lock`` (``flock``, only when
-  the file exists, never created) and then the batch lock are held while the
-  manifest is read, checked, backed up and appended (R29, R14).
+- The batch's reference lock (``legacy_lock``: on files ``flock`` on
+  ``<batch>.versions.lock``, only when the file exists, never created) and
+  then the batch's session are held while the manifest is read, checked,
+  backed up and appended (R29, R14).
 - Idempotent and cooperative: under the locks a batch whose log has events is
   reported ``already_imported`` and left alone, so concurrent imports of one
   episode each import every batch at most once and all finish.
 - Crash at each step of an import: before the backup, nothing changed;
-  after the backup (``write_once``, durable) but before the append, a backup
-  of a manifest that was not imported — the next import replaces it with the
-  bytes it imports; after the append, the log is the truth and the old view,
-  which has no ``seq``, is never trusted (commands refuse it as foreign, R29,
-  and ``scenelog import --adopt`` rewrites it, appending nothing); after the
-  view rewrite, done.
+  after the backup (``keep_legacy_manifest``, durable) but before the append,
+  a backup of a manifest that was not imported — the next import replaces it
+  with the bytes it imports; after the append, the log is the truth and the
+  old manifest, which has no ``seq``, is never trusted as a view (commands
+  refuse it as foreign, R29, and ``scenelog import --adopt`` rewrites it,
+  appending nothing); after the commit's snapshot rewrite, done.
 """
 
 from __future__ import annotations
@@ -52,7 +59,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -69,14 +76,10 @@ from eventstore.events import (
     new_event_id,
     utc_now,
 )
-from eventstore.filelog import FileLog
-from eventstore.fsio import os_errors, write_once
-from eventstore.layout import BatchPaths, Layout, normalize_episode
-from eventstore.lock import DEFAULT_LOCK_TIMEOUT
-from eventstore.log import EventLog, LogSession
+from eventstore.layout import normalize_episode
+from eventstore.log import DEFAULT_LOCK_TIMEOUT, EventLog, LogSession, open_log
 from eventstore.manifest import SCHEMA_VERSION, Fold, VersionEntry
-from eventstore.rules import DOWNSTREAMS, KINDS, STATES, check_event
-from eventstore.views import reference_lock, write_view
+from eventstore.rules import DOWNSTREAMS, KINDS, STATES, check_event, flat_name
 
 __all__ = ["ImportOutcome", "import_manifests", "normalize_timestamp"]
 
@@ -152,6 +155,30 @@ def _whole(value: object, where: str, problems: list[str], *, minimum: int) -> i
     return number
 
 
+class _Batch(NamedTuple):
+    """One batch on its backend, as import and adopt read it and name it in findings."""
+
+    log: EventLog
+    batch_id: str
+
+    @property
+    def name(self) -> str:
+        """The reference manifest's name (``<batch>.versions.json``)."""
+        return self.log.legacy_name(self.batch_id)
+
+    @property
+    def where(self) -> str:
+        """Where the reference manifest lives (a path on the file backend)."""
+        return self.log.where(self.batch_id, self.name)
+
+    def manifest_bytes(self) -> bytes | None:
+        return self.log.legacy_manifest(self.batch_id)
+
+    def fold(self) -> Fold:
+        """An empty fold of the batch, naming its log in errors."""
+        return Fold(self.batch_id, path=self.log.where(self.batch_id))
+
+
 @dataclass
 class _Manifest:
     """A reference-format manifest, checked and normalized."""
@@ -161,7 +188,7 @@ class _Manifest:
     seq: int | None  # the seq a scenelog view claimed, when the manifest has one
 
 
-def _entry(paths: BatchPaths, raw: object, problems: list[str]) -> VersionEntry | None:
+def _entry(batch: _Batch, raw: object, problems: list[str]) -> VersionEntry | None:
     if not isinstance(raw, dict):
         problems.append(f"entry {_shown(raw)} is not an object")
         return None
@@ -192,12 +219,12 @@ def _entry(paths: BatchPaths, raw: object, problems: list[str]) -> VersionEntry 
         )
     if not found:
         try:
-            body = paths.artifact(raw["artifact"])
-        except ValueError:
+            present = batch.log.body_exists(batch.batch_id, raw["artifact"])
+        except ValueError:  # a name that is not one of this batch's bodies
             found.append(f"{where}: artifact {_shown(raw['artifact'])} is not this batch's")
         else:
-            if not body.exists():
-                found.append(f"{where}: body {body.name} is missing")
+            if not present:
+                found.append(f"{where}: body {raw['artifact']} is missing")
     problems.extend(found)
     if found or version is None or shot_count is None or created_at is None:
         return None
@@ -215,19 +242,19 @@ def _entry(paths: BatchPaths, raw: object, problems: list[str]) -> VersionEntry 
     )
 
 
-def _parse(paths: BatchPaths, data: bytes | None) -> tuple[_Manifest | None, list[str]]:
+def _parse(batch: _Batch, data: bytes | None) -> tuple[_Manifest | None, list[str]]:
     """The manifest in ``data`` checked and normalized, or None and what is wrong with it."""
     if data is None:
-        return None, [f"{paths.view.name} is missing"]
+        return None, [f"{batch.name} is missing"]
     try:
         raw = msgspec.json.decode(data)
     except msgspec.DecodeError as e:
-        return None, [f"{paths.view.name} is not readable JSON ({e})"]
+        return None, [f"{batch.name} is not readable JSON ({e})"]
     if not isinstance(raw, dict):
-        return None, [f"{paths.view.name} is not a JSON object"]
+        return None, [f"{batch.name} is not a JSON object"]
     problems: list[str] = []
-    if raw.get("batch_id", paths.batch_id) != paths.batch_id:
-        problems.append(f"batch_id {_shown(raw.get('batch_id'))} is not {paths.batch_id}")
+    if raw.get("batch_id", batch.batch_id) != batch.batch_id:
+        problems.append(f"batch_id {_shown(raw.get('batch_id'))} is not {batch.batch_id}")
     if "schema_version" in raw:
         schema = _whole(raw["schema_version"], "schema_version", problems, minimum=1)
         if schema is not None and schema != SCHEMA_VERSION:
@@ -238,7 +265,7 @@ def _parse(paths: BatchPaths, data: bytes | None) -> tuple[_Manifest | None, lis
     versions = raw.get("versions")
     if not isinstance(versions, list) or not versions:
         return None, [*problems, "no versions list"]
-    entries = [_entry(paths, item, problems) for item in versions]
+    entries = [_entry(batch, item, problems) for item in versions]
     numbers = [e.version for e in entries if e is not None]
     duplicates = sorted(n for n, count in Counter(numbers).items() if count > 1)
     if duplicates:
@@ -251,22 +278,14 @@ def _parse(paths: BatchPaths, data: bytes | None) -> tuple[_Manifest | None, lis
     return _Manifest(active, [e for e in entries if e is not None], seq), []
 
 
-def _read(paths: BatchPaths) -> bytes | None:
-    with os_errors(paths.view, "read"):
-        try:
-            return paths.view.read_bytes()
-        except FileNotFoundError:
-            return None
-
-
 # ── drafting events that read back ───────────────────────────────────────────
 
 
 class _Draft:
     """Events drafted on a copy of the fold; each one encoded, decoded and checked first."""
 
-    def __init__(self, paths: BatchPaths, start: Fold, actor: str, reason: str) -> None:
-        self.paths = paths
+    def __init__(self, batch_id: str, start: Fold, actor: str, reason: str) -> None:
+        self.batch_id = batch_id
         self.fold = start.copy()
         self.actor = actor
         self.reason = reason
@@ -286,7 +305,7 @@ class _Draft:
         if back != event:
             self.problems.append(f"{what} does not read back as written")
             return
-        problem = check_event(self.fold, back, flat_name=self.paths.flat.name)
+        problem = check_event(self.fold, back, flat_name=flat_name(self.batch_id))
         if problem is not None:
             self.problems.append(f"{what}: {problem}")
             return
@@ -300,7 +319,7 @@ class _Draft:
     def _envelope(self, version: int, at: str) -> dict[str, Any]:
         return {
             "seq": 0,
-            "batch_id": self.paths.batch_id,
+            "batch_id": self.batch_id,
             "version": version,
             "at": at,
             "actor": self.actor,
@@ -330,9 +349,9 @@ class _Draft:
         return []
 
 
-def _import_events(paths: BatchPaths, manifest: _Manifest, actor: str) -> _Draft:
-    reason = f"imported from reference manifest {paths.view.name}"
-    draft = _Draft(paths, Fold(paths.batch_id, path=str(paths.log)), actor, reason)
+def _import_events(batch: _Batch, manifest: _Manifest, actor: str) -> _Draft:
+    reason = f"imported from reference manifest {batch.name}"
+    draft = _Draft(batch.batch_id, batch.fold(), actor, reason)
     for entry in manifest.entries:
         draft.appended(entry)
     if draft.fold.active_version != manifest.active_version:
@@ -346,11 +365,11 @@ def _import_events(paths: BatchPaths, manifest: _Manifest, actor: str) -> _Draft
 
 
 @contextlib.contextmanager
-def _locked(paths: BatchPaths, log: EventLog, timeout: float) -> Iterator[LogSession]:
-    """The reference's lock (R29) and then the batch lock, in the order every command takes."""
+def _locked(batch: _Batch, timeout: float) -> Iterator[LogSession]:
+    """The reference's lock (R29) and then the batch's session, in the order every command takes."""
     with (
-        reference_lock(paths, timeout=timeout),
-        log.session(paths.batch_id, timeout=timeout) as session,
+        batch.log.legacy_lock(batch.batch_id, timeout=timeout),
+        batch.log.session(batch.batch_id, timeout=timeout) as session,
     ):
         yield session
 
@@ -373,74 +392,66 @@ def import_manifests(
     Safe to run from several processes at once: each batch is imported by one
     of them and reported ``already_imported`` by the others.
     """
-    layout = Layout.of(project, root)
-    episodes = [normalize_episode(episode)] if episode is not None else layout.episodes()
-    backend = log if log is not None else FileLog(layout)
+    backend = log if log is not None else open_log(project, root)
+    episodes = [normalize_episode(episode)] if episode is not None else backend.episodes()
     who = default_actor(actor)
     outcomes = []
     for ep in episodes:
-        for batch_id in layout.batch_ids(ep, suffix=".versions.json"):
-            paths = layout.batch(batch_id)
-            if backend.exists(batch_id):
-                continue
-            outcomes.append(_import_one(paths, backend, who, dry_run, lock_timeout))
+        for batch_id in backend.unimported(ep):
+            outcomes.append(_import_one(_Batch(backend, batch_id), who, dry_run, lock_timeout))
     return outcomes
 
 
-def _plan(paths: BatchPaths, data: bytes | None, actor: str) -> ImportOutcome | _Draft:
-    manifest, problems = _parse(paths, data)
+def _already_imported(batch: _Batch) -> ImportOutcome:
+    """The outcome for a batch another process imported since it was listed."""
+    fold = batch.fold().apply_all(batch.log.read(batch.batch_id))
+    return ImportOutcome(batch.batch_id, "already_imported", len(fold.entries), fold.active_version)
+
+
+def _plan(batch: _Batch, data: bytes | None, actor: str) -> ImportOutcome | _Draft:
+    manifest, problems = _parse(batch, data)
     if manifest is not None and manifest.seq is not None:
         problems = ["a scenelog view without its log: restore the log"]
     if manifest is None or problems:
-        return ImportOutcome(paths.batch_id, "refused", problems=problems)
-    draft = _import_events(paths, manifest, actor)
+        return ImportOutcome(batch.batch_id, "refused", problems=problems)
+    draft = _import_events(batch, manifest, actor)
     if draft.problems:
-        return ImportOutcome(paths.batch_id, "refused", problems=draft.problems)
+        return ImportOutcome(batch.batch_id, "refused", problems=draft.problems)
     return draft
 
 
-def _import_one(
-    paths: BatchPaths, log: EventLog, actor: str, dry_run: bool, timeout: float
-) -> ImportOutcome:
+def _import_one(batch: _Batch, actor: str, dry_run: bool, timeout: float) -> ImportOutcome:
+    """Import one manifest: checked, backed up and appended under the batch's locks.
+
+    The commit's snapshot rewrite (the backend's, R17) replaces the manifest
+    with scenelog's view of the same state.
+    """
     # Checked first without any lock, so a refused manifest leaves no trace (not even a
     # lock file); the import itself re-reads and re-checks under the locks.
-    plan = _plan(paths, _read(paths), actor)
+    data = batch.manifest_bytes()
+    if batch.log.exists(batch.batch_id):
+        # Looked for after the read: an import commits its log before it rewrites the
+        # manifest, so bytes read before the log appeared are never taken for a lost log.
+        return _already_imported(batch)
+    plan = _plan(batch, data, actor)
     if isinstance(plan, ImportOutcome):
         return plan
     if dry_run:
         return ImportOutcome(
-            paths.batch_id, "would_import", len(plan.fold.entries), plan.fold.active_version
+            batch.batch_id, "would_import", len(plan.fold.entries), plan.fold.active_version
         )
-    with _locked(paths, log, timeout) as session:
+    with _locked(batch, timeout) as session:
         if session.fold.seq != 0:  # imported meanwhile by another process
             fold = session.fold
             return ImportOutcome(
-                paths.batch_id, "already_imported", len(fold.entries), fold.active_version
+                batch.batch_id, "already_imported", len(fold.entries), fold.active_version
             )
-        original = _read(paths)  # read under the locks: the bytes imported are these
-        plan = _plan(paths, original, actor)
+        original = batch.manifest_bytes()  # read under the locks: the bytes imported are these
+        plan = _plan(batch, original, actor)
         if isinstance(plan, ImportOutcome):
             return plan
         assert original is not None
-        _back_up(paths, original)
+        batch.log.keep_legacy_manifest(batch.batch_id, original)
         session.append(plan.events)
-        write_view(paths.view, session.fold.view_chunks())
         fold = session.fold
-        return ImportOutcome(paths.batch_id, "imported", len(fold.entries), fold.active_version)
-
-
-def _back_up(paths: BatchPaths, original: bytes) -> None:
-    """Keep the manifest's bytes in ``<batch>.versions.json.reference`` (under the locks).
-
-    A backup left by an import that died before its append is of a manifest
-    that was never imported; it is replaced by the bytes imported now.
-    """
-    backup = paths.view.with_name(paths.view.name + ".reference")
-    with os_errors(backup, "replace"):
-        try:
-            if backup.read_bytes() == original:
-                return
-            backup.unlink()
-        except FileNotFoundError:
-            pass
-    write_once(backup, original, batch_id=paths.batch_id)
+        return ImportOutcome(batch.batch_id, "imported", len(fold.entries), fold.active_version)

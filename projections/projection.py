@@ -1,17 +1,23 @@
 """Projection: the read side of one project — manifests, the gate, history, time travel.
 
+Every read goes through the project's :class:`eventstore.log.EventLog`, the
+backend its root names (:func:`eventstore.log.open_log`): nothing here knows
+files, paths or byte offsets.
+
 Invariants:
-- Nothing here takes a lock or writes a log (R22); the only write is
-  ``repair_view``'s atomic view rewrite.
-- A view is trusted only when its ``seq`` equals the log's last complete
-  seq, read from the log's end in time independent of its length; otherwise
-  the log is folded (R17).
-- A batch with a reference-format ``versions.json`` and no log raises
+- Nothing here takes a lock or appends (R22); the only write is
+  ``mend_snapshot``, the backend's lock-free rewrite of a stale snapshot
+  (the file backend's atomic view rewrite).
+- A snapshot is trusted only when its ``seq`` equals the log's last committed
+  seq (``last_seq``, O(1) in the log's length); otherwise the log is folded
+  (R17). The snapshot is read before the head, so a trusted one is a state
+  the log reached.
+- A batch with a reference-format manifest and no log raises
   UnimportedManifest instead of being read as "no log" (R21).
 - A batch with neither a log nor a flat body is unknown (R16): ``manifest``
   and ``is_fresh`` raise UnknownBatch, never "no log, fresh", so a mistyped
   id, project or root, or an unmounted store, never opens the gate. Listings
-  of a project that is not on disk raise InvalidInput, never answer "none".
+  of a project that is not there raise InvalidInput, never answer "none".
 - Time is ordered by seq, never by ``at``: ``as_of(at=T)`` is always a prefix
   of the log, and times are compared as aware datetimes, never as strings.
 """
@@ -27,23 +33,22 @@ from typing import Any
 import msgspec
 
 from eventstore import (
-    BodyMissing,
+    DamagedBody,
     DamagedLog,
     Event,
     InvalidInput,
-    Layout,
     Manifest,
     Scene,
     UnknownBatch,
     UnregisteredVersion,
     VersionEntry,
     fold,
-    load_scene,
 )
+from eventstore.errors import SceneFormatError
 from eventstore.events import EVENT_TYPES
-from eventstore.filelog.core import last_seq_or_none, read_log_events
-from eventstore.layout import BatchPaths, normalize_episode, validate_batch_id, validate_version
-from eventstore.views import check_unimported, read_view, repair_view
+from eventstore.layout import Layout, normalize_episode, validate_batch_id, validate_version
+from eventstore.log import EventLog, open_log
+from eventstore.rules import flat_name
 from projections.diff import SceneDiff, diff_scenes
 
 __all__ = [
@@ -204,17 +209,25 @@ class BatchSummary:
 
 
 class Projection:
-    """Read models over every batch of ``project`` under ``root``."""
+    """Read models over every batch of ``project`` at ``root``, on the backend the root names."""
 
     def __init__(self, project: str, root: str | os.PathLike[str] | None = None) -> None:
-        self.layout = Layout.of(project, root)
-        self.project = self.layout.project
+        self.log: EventLog = open_log(project, root)
+        self.project = self.log.project
 
     def __repr__(self) -> str:
-        return f"Projection({self.project!r}, root={str(self.layout.root)!r})"
+        return f"Projection({self.project!r}, root={self.log.label!r})"
 
-    def _paths(self, batch_id: object) -> BatchPaths:
-        return self.layout.batch(validate_batch_id(batch_id))
+    @property
+    def layout(self) -> Layout:
+        """The file backend's folders, for scripts that still build paths (deprecated).
+
+        InvalidInput on a backend without folders; read through the methods instead.
+        """
+        layout = getattr(self.log, "layout", None)
+        if not isinstance(layout, Layout):
+            raise InvalidInput(f"{self.log.label} is not a folder: it has no file layout")
+        return layout
 
     # ── one batch ───────────────────────────────────────────────────────────
 
@@ -224,49 +237,45 @@ class Projection:
         UnknownBatch when the batch has neither a complete event nor a flat body
         (R16: a mistyped id, project or root is never read as "no log").
         """
-        paths = self._paths(batch_id)
+        batch_id = validate_batch_id(batch_id)
+        log = self.log
+        # The snapshot is read before the head: a writer commits before it
+        # rewrites the snapshot, so one at the head's seq is that state (R17).
+        snapshot = log.snapshot(batch_id)
         try:
-            view = read_view(paths.view)
-            last = last_seq_or_none(paths.log, paths.batch_id)
-        except NotADirectoryError:  # the root or the project is a file
-            raise self._unknown(paths) from None
-        if not last:  # no log, or one whose first line was never completed
-            check_unimported(paths)
-            if not paths.flat.exists():
-                raise self._unknown(paths)
+            last = log.last_seq(batch_id)
+        except NotADirectoryError:  # the file backend's root or project is a file
+            raise self._unknown(batch_id) from None
+        if not last:  # no log, or one whose first command never completed
+            log.check_unimported(batch_id)
+            if not log.body_exists(batch_id, flat_name(batch_id)):
+                raise self._unknown(batch_id)
             return None
-        if view is not None and view.seq == last and view.batch_id == paths.batch_id:
-            return view
-        manifest = self._fold(paths)
-        if view is None or view.seq < manifest.seq or view.batch_id != paths.batch_id:
-            # A writer died between its line and its view (or the view was lost):
-            # mend it for the tools that read versions.json directly.
-            repair_view(paths.view, manifest)
+        if snapshot is not None and snapshot.seq == last and snapshot.batch_id == batch_id:
+            return snapshot
+        manifest = self._fold(batch_id)
+        if snapshot is None or snapshot.seq < manifest.seq or snapshot.batch_id != batch_id:
+            # A writer died between its commit and its snapshot (or the snapshot
+            # was lost): mend it for the tools that read it directly.
+            log.mend_snapshot(manifest)
         return manifest
 
-    def _unknown(self, paths: BatchPaths) -> UnknownBatch:
+    def _unknown(self, batch_id: str) -> UnknownBatch:
         """UnknownBatch saying which part is missing: the root, the project or the batch."""
-        root, project_dir = self.layout.root, self.layout.project_dir
-        if not root.exists():
-            where = f"the root {root} does not exist (a typo, or a store not mounted?)"
-        elif not root.is_dir():
-            where = f"the root {root} is a file, not a folder"
-        elif not project_dir.is_dir():
-            where = f"there is no project folder {self.project} under {root}"
-        else:
-            where = f"it has neither a log nor a flat body in project {self.project} under {root}"
+        where = self.log.project_absence() or (
+            f"it has neither a log nor a flat body in project {self.project} under {self.log.label}"
+        )
         return UnknownBatch(
-            f"unknown batch {paths.batch_id}: {where}; check the id, --root and --project",
-            batch_id=paths.batch_id,
-            path=str(paths.scenes_dir),
+            f"unknown batch {batch_id}: {where}; check the id, --root and --project",
+            batch_id=batch_id,
+            path=self.log.where(batch_id),
         )
 
-    @staticmethod
-    def _fold(paths: BatchPaths, events: list[Event] | None = None) -> Manifest:
-        """Fold the log (or the given prefix of it); DamagedLog names file and line."""
+    def _fold(self, batch_id: str, events: list[Event] | None = None) -> Manifest:
+        """Fold the log (or the given prefix of it); DamagedLog names where and which event."""
         if events is None:
-            events = read_log_events(paths.log, paths.batch_id)
-        return fold(paths.batch_id, events, path=str(paths.log))
+            events = self.log.read(batch_id)
+        return fold(batch_id, events, path=self.log.where(batch_id))
 
     def require(self, batch_id: str) -> Manifest:
         """The batch's manifest; UnknownBatch when it has no log."""
@@ -274,7 +283,7 @@ class Projection:
         if manifest is None:
             raise UnknownBatch(
                 f"batch {batch_id} has no log in project {self.project} under "
-                f"{self.layout.root} (a legacy flat batch): write a version first",
+                f"{self.log.label} (a legacy flat batch): write a version first",
                 batch_id=batch_id,
             )
         return manifest
@@ -287,18 +296,26 @@ class Projection:
         manifest = self.manifest(batch_id)
         return manifest is None or manifest.is_fresh
 
+    def blocked_reason(self, batch_id: str) -> str | None:
+        """Why the gate is blocked (:meth:`Manifest.blocked_reason`), None when it is fresh.
+
+        UnknownBatch when the batch has neither a log nor a flat body.
+        """
+        manifest = self.manifest(batch_id)
+        return None if manifest is None else manifest.blocked_reason()
+
     def history(self, batch_id: str) -> list[Event]:
         """Every committed event of the batch in seq order (checked by a fold); [] without a log."""
-        paths, events = self._events(batch_id)
-        self._fold(paths, events)
+        batch_id = validate_batch_id(batch_id)
+        events = self._events(batch_id)
+        self._fold(batch_id, events)
         return events
 
-    def _events(self, batch_id: str) -> tuple[BatchPaths, list[Event]]:
-        paths = self._paths(batch_id)
-        if not paths.log.exists():
-            check_unimported(paths)
-            return paths, []
-        return paths, read_log_events(paths.log, paths.batch_id)
+    def _events(self, batch_id: str) -> list[Event]:
+        if not self.log.exists(batch_id):
+            self.log.check_unimported(batch_id)
+            return []
+        return self.log.read(batch_id)
 
     def as_of(
         self, batch_id: str, *, seq: int | None = None, at: datetime | str | None = None
@@ -315,7 +332,8 @@ class Projection:
         """
         if (seq is None) == (at is None):
             raise InvalidInput("as_of needs exactly one of seq= or at=")
-        paths, events = self._events(batch_id)
+        batch_id = validate_batch_id(batch_id)
+        events = self._events(batch_id)
         if not events:
             self.require(batch_id)
         if seq is not None:
@@ -329,26 +347,26 @@ class Projection:
         else:
             assert at is not None
             moment = parse_moment(at)
-            log = str(paths.log)
+            where = self.log.where(batch_id)
             count = 0
             for event in events:
-                if event_moment(event, path=log) > moment:
+                if event_moment(event, path=where) > moment:
                     break
                 count += 1
-        return self._fold(paths, events[:count])
+        return self._fold(batch_id, events[:count])
 
     def repair_view(self, batch_id: str) -> bool:
-        """Rewrite a missing, stale or edited view from the log; True when it was rewritten."""
-        paths = self._paths(batch_id)
-        if not paths.log.exists():
+        """Rewrite a missing, stale or edited snapshot from the log; True when it was rewritten."""
+        batch_id = validate_batch_id(batch_id)
+        if not self.log.exists(batch_id):
             return False
-        manifest = self._fold(paths)
-        if read_view(paths.view) == manifest:
+        manifest = self._fold(batch_id)
+        if self.log.snapshot(batch_id) == manifest:
             return False
-        return repair_view(paths.view, manifest)
+        return self.log.mend_snapshot(manifest)
 
-    def body(self, batch_id: str, version: int) -> Scene:
-        """The body of a registered ``version`` (UnregisteredVersion, BodyMissing)."""
+    def _entry(self, batch_id: str, version: int) -> VersionEntry:
+        """The entry of a registered ``version`` (UnknownBatch, UnregisteredVersion)."""
         manifest = self.require(batch_id)
         validate_version(version, batch_id=batch_id)
         entry = manifest.entry(version)
@@ -359,15 +377,21 @@ class Projection:
                 batch_id=batch_id,
                 version=version,
             )
-        path = self._paths(batch_id).artifact(entry.artifact)
-        try:
-            return load_scene(path)
-        except FileNotFoundError as e:
-            raise BodyMissing(
-                f"scene body {path} of batch {batch_id} is missing; restore it from backup",
-                path=str(path),
-                batch_id=batch_id,
-            ) from e
+        return entry
+
+    def body_bytes(self, batch_id: str, version: int) -> bytes:
+        """The stored bytes of a registered ``version``'s body (BodyMissing when gone)."""
+        return self.log.read_body(batch_id, self._entry(batch_id, version).artifact)
+
+    def body_path(self, batch_id: str, version: int) -> str | None:
+        """The file of a registered ``version``'s body on the file backend; None elsewhere."""
+        return self.log.body_path(batch_id, self._entry(batch_id, version).artifact)
+
+    def body(self, batch_id: str, version: int) -> Scene:
+        """The body of a registered ``version`` (UnregisteredVersion, BodyMissing, DamagedBody)."""
+        name = self._entry(batch_id, version).artifact
+        data = self.log.read_body(batch_id, name)
+        return _scene(data, self.log.body_path(batch_id, name) or self.log.where(batch_id, name))
 
     def diff(self, batch_id: str, a: int, b: int) -> SceneDiff:
         """Shot-level differences from version ``a`` to version ``b``."""
@@ -376,35 +400,28 @@ class Projection:
     # ── an episode, a project ──────────────────────────────────────────────
 
     def episodes(self) -> list[str]:
-        return self.layout.episodes()
+        return self.log.episodes()
 
     def batches(self, episode: int | str | None = None) -> list[str]:
         """Batch ids that have a log, in one episode or the whole project, sorted.
 
-        InvalidInput when the project folder is missing or is not a folder (a
-        mistyped project or root, an unmounted store): an empty answer means an
-        existing project with no batches.
+        InvalidInput when the project is not there (a mistyped project or root,
+        an unmounted store): an empty answer means an existing project with no
+        batches.
         """
         episodes = [normalize_episode(episode)] if episode is not None else None
         self.require_project()
         if episodes is None:
             episodes = self.episodes()
-        return [b for ep in episodes for b in self.layout.batch_ids(ep)]
+        return [b for ep in episodes for b in self.log.batches(ep)]
 
     def require_project(self) -> None:
-        """InvalidInput unless the root and the project are folders on disk."""
-        root, project_dir = self.layout.root, self.layout.project_dir
-        if not root.is_dir():
-            what = "does not exist" if not root.exists() else "is not a folder"
+        """InvalidInput unless the project is there (on files: the root and project folders)."""
+        absence = self.log.project_absence()
+        if absence is not None:
             raise InvalidInput(
-                f"the root {root} {what}: check --root or $SCENELOG_ROOT (is the store mounted?)",
-                path=str(root),
-            )
-        if not project_dir.is_dir():
-            what = "no project" if not project_dir.exists() else "a file, not a project,"
-            raise InvalidInput(
-                f"{what} {self.project} under {root}: check --project or $SCENELOG_PROJECT",
-                path=str(project_dir),
+                f"{absence}: check --root / $SCENELOG_ROOT and --project / $SCENELOG_PROJECT",
+                path=self.log.label,
                 project=self.project,
             )
 
@@ -447,11 +464,11 @@ class Projection:
         high = parse_moment(until) if until is not None else None
         keyed = []
         for batch_id in self.batches(episode):
-            log = str(self._paths(batch_id).log)
+            where = self.log.where(batch_id)
             for event in self.history(batch_id):
                 if event.type not in types or (actor is not None and event.actor != actor):
                     continue
-                moment = event_moment(event, path=log)
+                moment = event_moment(event, path=where)
                 if (low is not None and moment < low) or (high is not None and moment > high):
                     continue
                 keyed.append(((moment, event.batch_id, event.seq), AuditRow.of(event)))
@@ -459,11 +476,31 @@ class Projection:
         return [row for _, row in keyed]
 
     def unimported(self, episode: int | str | None = None) -> list[str]:
-        """Batches with a reference-format ``versions.json`` and no log."""
+        """Batches with a reference-format manifest and no log (R21: import them first)."""
         episodes = [normalize_episode(episode)] if episode is not None else self.episodes()
-        found = []
-        for ep in episodes:
-            for batch_id in self.layout.batch_ids(ep, suffix=".versions.json"):
-                if not self.layout.batch(batch_id).log.exists():
-                    found.append(batch_id)
-        return found
+        return [b for ep in episodes for b in self.log.unimported(ep)]
+
+
+def _scene(data: bytes, where: str) -> Scene:
+    """A stored body as a Scene; DamagedBody naming ``where`` when it is not one.
+
+    No size limit applies: the body was accepted when it was written.
+    """
+    try:
+        return Scene.from_json(data, max_bytes=max(len(data), 1))
+    except SceneFormatError as e:
+        token = e.facts.get("token")
+        if token is not None:
+            raise DamagedBody(
+                f"scene body {where} is not valid JSON: it contains {token}, which JSON does "
+                "not allow (the reference's json.dump writes it for a float that is not a "
+                f"number); edit the file to replace each {token} with null or a number, then "
+                "run the command again",
+                path=where,
+                token=token,
+            ) from e
+        raise DamagedBody(
+            f"scene body {where} is unreadable: {e}; restore it from backup or run "
+            "`scenelog verify`",
+            path=where,
+        ) from e

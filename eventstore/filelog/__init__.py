@@ -17,10 +17,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
-from eventstore.filelog import bodies, checkpoints, feed, inspect, views
+from eventstore.filelog import bodies, checkpoints, feed, inspect, legacy, views
 from eventstore.filelog.core import FileLogCore
 from eventstore.log import Feed
-from eventstore.manifest import Manifest
+from eventstore.manifest import Fold, Manifest
 
 __all__ = ["FileLog"]
 
@@ -90,6 +90,26 @@ class FileLog(FileLogCore):
 
     def claim(self, consumer: str) -> AbstractContextManager[None]:
         return checkpoints.claim(self.layout, consumer)
+
+    # ── reference-era manifests, for import and adopt (legacy.py) ─────────
+
+    def legacy_manifest(self, batch_id: str) -> bytes | None:
+        return legacy.manifest_bytes(self.layout.batch(batch_id))
+
+    def legacy_lock(self, batch_id: str, *, timeout: float) -> AbstractContextManager[None]:
+        return legacy.lock(self.layout.batch(batch_id), timeout=timeout)
+
+    def keep_legacy_manifest(self, batch_id: str, data: bytes) -> None:
+        legacy.keep(self.layout.batch(batch_id), data)
+
+    def write_snapshot(self, fold: Fold) -> None:
+        legacy.write_snapshot(self.layout.batch(fold.batch_id), fold, self._mine().views)
+
+    def where(self, batch_id: str, name: str | None = None) -> str:
+        return legacy.where(self.layout, batch_id, name)
+
+    def project_absence(self) -> str | None:
+        return legacy.project_absence(self.layout)
 
     # ── what verify asks beyond reads (inspect.py) ────────────────────────
 
