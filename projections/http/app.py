@@ -2,8 +2,10 @@
 
 Invariants:
 - Read-only by construction: every route reads through ``Projection`` or the
-  project's stream hub (a watcher); nothing takes a batch lock (R22) or
-  appends; no route opens a path built from a request.
+  project's stream hub (a watcher), so through the root's backend
+  (``eventstore.log.open_log``); nothing takes a batch lock (R22) or
+  appends; no route opens a store file. The only file read here is the
+  board's own page, from the package.
 - JSON bodies are the shapes of the CLI's ``--json`` (a JSON array where the
   CLI prints JSON lines): ``ls`` → ``/batches``, ``show`` → ``/batches/{b}``
   (plus ``fresh``), ``gate``, ``history``, ``diff``, ``audit``, ``watch`` →
@@ -233,14 +235,14 @@ def batch_gate(state: State, project: FromPath[str], batch_id: FromPath[str]) ->
     """200 when dispatch may go ahead, 409 when blocked (with why), 404 for an unknown batch."""
     view = _projection(state, project)
     batch_id = validate_batch_id(batch_id)
+    # UnknownBatch for no batch at all; None for a legacy flat batch, which is fresh (R16).
     manifest = view.manifest(batch_id)
-    # No log: is_fresh answers for a flat batch and raises UnknownBatch for no batch at all.
-    fresh = view.is_fresh(batch_id) if manifest is None else manifest.is_fresh
+    fresh = manifest is None or manifest.blocked_reason() is None
     body = {
         "batch_id": batch_id,
         "fresh": fresh,
         "active_version": None if manifest is None else manifest.active_version,
-        "why": render.gate_line(batch_id, manifest).split(": ", 1)[1],
+        "why": render.gate_why(manifest),  # Manifest.blocked_reason, as `gate --json` says it
     }
     return _json(body, 200 if fresh else 409, {"Cache-Control": "no-cache"})
 
@@ -358,7 +360,7 @@ async def project_events(
         batch_id=None if batch is None else validate_batch_id(batch),
     )
     if not await asyncio.to_thread(view.episodes):
-        return _not_found(f"project {view.project} has no episodes under {view.layout.root}")
+        return _not_found(f"project {view.project} has no episodes under {view.log.label}")
     hub = _hub(state, view.project)
     await asyncio.to_thread(hub.ready.wait, 30.0)
     resume = request.headers.get("last-event-id") or after
