@@ -14,7 +14,9 @@ Invariants:
 - A session holds the batch's ``threading.Lock`` (LockTimeout after its
   timeout, R14) and checks every event of a command against a copy of the
   fold and the ``at`` form before storing anything (R25, the file session's
-  checks): a refused command stores nothing.
+  checks): a refused command stores nothing. The session's ``fold`` is its
+  own, live across its appends (as the file session's); readers see a
+  published copy that is never changed once published.
 - A command's events become visible at once: the lists only grow, under the
   batch lock, and the batch's head (seq, hash) is published after them;
   readers take the head first and read only up to it, so they never see part
@@ -168,10 +170,13 @@ class _MemorySession(LogSession):
         self._log = log
         self._batch = batch
         self.batch_id = batch.batch_id
+        # The session's own fold, live like the file session's: a command may hold
+        # it across its append. Readers get the published copy (``batch.fold``).
+        self._fold = batch.fold.copy()
 
     @property
     def fold(self) -> Fold:
-        return self._batch.fold
+        return self._fold
 
     def highest_body_version(self) -> int:
         found = (_body_version(self.batch_id, n) for n in list(self._batch.bodies))
@@ -202,7 +207,7 @@ class _MemorySession(LogSession):
         if not events:
             return []
         batch = self._batch
-        work = batch.fold.copy()
+        work = self._fold.copy()  # checked on a copy: a refused command changes nothing
         prev = batch.head.hash
         seq = work.seq
         remaining = len(events)
@@ -228,6 +233,7 @@ class _MemorySession(LogSession):
             committed.append(event)
             lines.append(line)
         self._log._commit(batch, committed, lines, work, Head(seq, prev))
+        self._fold.apply_all(committed)
         return committed
 
 
