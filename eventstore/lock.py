@@ -24,6 +24,18 @@ Invariants:
 - A wait longer than ``timeout`` raises :class:`LockTimeout` naming the file;
   nothing is ever held forever.
 - After ``fork`` the child starts with fresh locks (the parent's are not its).
+
+Why this registry is process-wide, unlike every other memory of the file
+backend (owned by its FileLog instance, issue 11 item 5): a POSIX lock belongs
+to the process, not to an object. Two FileLog instances of one root (a test's
+own ``FileLog(Layout(...))`` next to the shared one, or a root spelled two
+ways before ``eventstore.backends`` could tell they are one) would each hold
+their own sidecar and thread lock, and the second ``lockf`` of the same
+process succeeds at once — two writers in one batch, the double lock R23
+forbids. So the locks stay one per sidecar identity per process, bounded:
+``MAX_OPEN_SIDECARS`` entries, beyond which idle ones are dropped, and
+``_KEYS_LIMIT`` remembered spellings. The at-fork reset stays for the same
+reason: a child does not own its parent's locks.
 """
 
 from __future__ import annotations

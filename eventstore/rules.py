@@ -1,6 +1,8 @@
 """The rules an event must keep given the state before it (DESIGN §6, as checks).
 
-The store builds only events that pass; ``verify`` runs the same checks over
+The store drafts events and runs :func:`check_event` on each before it
+appends them (item 6); every backend refuses an ``at`` that
+:func:`at_problem` finds wrong; ``verify`` runs the same checks over
 a log to find a hand-added or edited event that breaks a rule. Imported
 events (carried over from a reference manifest) record states as they were,
 so the rules about how states are born do not apply to them.
@@ -8,10 +10,26 @@ so the rules about how states are born do not apply to them.
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
+
+from eventstore.errors import InvalidInput
 from eventstore.events import Appended, Conformed, Derived, Event, Reverted
 from eventstore.manifest import Fold
 
-__all__ = ["DOWNSTREAMS", "KINDS", "STATES", "body_name", "check_event", "flat_name"]
+__all__ = [
+    "DOWNSTREAMS",
+    "KINDS",
+    "STATES",
+    "at_problem",
+    "body_name",
+    "check_choice",
+    "check_event",
+    "check_expected_seq",
+    "check_parent",
+    "check_text",
+    "flat_name",
+]
 
 KINDS = ("pickup", "reshoot")
 STATES = ("candidate", "approved")
@@ -81,3 +99,86 @@ def check_event(fold: Fold, event: Event, *, flat_name: str) -> str | None:
     if entry.downstream == "derived" and not event.imported:
         return f"v{event.version} was derived already (R13)"
     return None
+
+
+# ── R25: the checks of a command's arguments, before anything is written ──────
+
+
+def check_choice(name: str, value: object, allowed: tuple[str, ...]) -> str:
+    """R25: ``value`` is one of ``allowed``."""
+    if not isinstance(value, str) or value not in allowed:
+        raise InvalidInput(
+            f"invalid {name} {value!r}: must be one of {', '.join(allowed)}", value=value
+        )
+    return value
+
+
+def check_text(name: str, value: object, *, optional: bool) -> str | None:
+    """R25: a string (non-empty unless optional) that is valid UTF-8 text."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or (not optional and not value):
+        raise InvalidInput(f"invalid {name} {value!r}: give a string", value=value)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        # What argv or the environment hold for bytes that are not UTF-8.
+        raise InvalidInput(
+            f"invalid {name} {value!r}: not valid UTF-8 text (position {e.start}); "
+            "give it as UTF-8",
+            value=value,
+        ) from e
+    return value
+
+
+def check_expected_seq(expected_seq: object) -> int | None:
+    """R15, R25: None or a whole number >= 0 (never a bool)."""
+    if expected_seq is None:
+        return None
+    if isinstance(expected_seq, bool) or not isinstance(expected_seq, int) or expected_seq < 0:
+        raise InvalidInput(
+            f"invalid expected_seq {expected_seq!r}: a whole number >= 0", value=expected_seq
+        )
+    return expected_seq
+
+
+def check_parent(fold: Fold, batch_id: str, parent: int | None, *, legacy_v1: bool) -> None:
+    """R25: a parent is a version registered before this command (or the flat v1 it
+    registers); so a version is never its own parent nor a later one's child."""
+    if parent is None or fold.entry(parent) is not None or (legacy_v1 and parent == 1):
+        return
+    if fold.entries:
+        known = "registered: " + ", ".join(f"v{e.version}" for e in fold.entries[-5:])
+    else:
+        known = "it has no versions yet"
+    raise InvalidInput(
+        f"invalid parent v{parent} for batch {batch_id}: not a registered version "
+        f"({known}); a version derives from a registered one, never from itself or a "
+        f"later one — see `scenelog show {batch_id}`",
+        batch_id=batch_id,
+        value=parent,
+    )
+
+
+_AT_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
+
+
+def at_problem(event: Event) -> str | None:
+    """Why ``event.at`` is not a timestamp this log may hold (None: it is)."""
+    at = event.at
+    if _AT_RE.fullmatch(at):
+        try:
+            datetime.fromisoformat(at[:-1])
+            return None
+        except ValueError:
+            pass
+    elif event.imported and isinstance(at, str):
+        # Carried over from a reference manifest: any ISO 8601 time with a zone.
+        text = at[:-1] + "+00:00" if at.endswith("Z") else at
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            moment = None
+        if moment is not None and moment.utcoffset() is not None and len(text.split("-")[0]) == 4:
+            return None
+    return f"`at` {at!r} is not a UTC time of the form YYYY-MM-DDTHH:MM:SS.ffffffZ"

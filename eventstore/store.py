@@ -39,7 +39,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
@@ -70,7 +70,17 @@ from eventstore.layout import (
 )
 from eventstore.log import DEFAULT_LOCK_TIMEOUT, EventLog, LogSession, open_log
 from eventstore.manifest import Fold, Manifest, VersionEntry
-from eventstore.rules import KINDS, STATES, body_name, check_event, flat_name
+from eventstore.rules import (
+    KINDS,
+    STATES,
+    body_name,
+    check_choice,
+    check_event,
+    check_expected_seq,
+    check_parent,
+    check_text,
+    flat_name,
+)
 from eventstore.scene import Scene, structure_fingerprint
 
 if TYPE_CHECKING:
@@ -90,42 +100,6 @@ class CandidateResult:
     version: int
     deduplicated: bool
     seq: int
-
-
-def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value not in allowed:
-        raise InvalidInput(
-            f"invalid {name} {value!r}: must be one of {', '.join(allowed)}", value=value
-        )
-    return value
-
-
-def _check_text(name: str, value: object, *, optional: bool) -> str | None:
-    """R25: a string (non-empty unless optional) that is valid UTF-8 text."""
-    if value is None and optional:
-        return None
-    if not isinstance(value, str) or (not optional and not value):
-        raise InvalidInput(f"invalid {name} {value!r}: give a string", value=value)
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as e:
-        # What argv or the environment hold for bytes that are not UTF-8.
-        raise InvalidInput(
-            f"invalid {name} {value!r}: not valid UTF-8 text (position {e.start}); "
-            "give it as UTF-8",
-            value=value,
-        ) from e
-    return value
-
-
-def _check_expected_seq(expected_seq: object) -> int | None:
-    if expected_seq is None:
-        return None
-    if isinstance(expected_seq, bool) or not isinstance(expected_seq, int) or expected_seq < 0:
-        raise InvalidInput(
-            f"invalid expected_seq {expected_seq!r}: a whole number >= 0", value=expected_seq
-        )
-    return expected_seq
 
 
 class SceneVersionStore:
@@ -231,9 +205,9 @@ class SceneVersionStore:
                 expected=batch_id,
                 actual=scene.scene_id,
             )
-        _check_choice("kind", kind, KINDS)
-        _check_choice("state", state, STATES)
-        _check_text("source", source, optional=False)
+        check_choice("kind", kind, KINDS)
+        check_choice("state", state, STATES)
+        check_text("source", source, optional=False)
         parent = (
             None if parent_version is None else validate_version(parent_version, batch_id=batch_id)
         )
@@ -256,7 +230,7 @@ class SceneVersionStore:
         if parent is not None and not self.log.exists(batch_id):
             # Refused without a lock file when nothing can be registered yet.
             legacy = self.log.body_exists(batch_id, flat)
-            _check_parent(Fold(batch_id), batch_id, parent, legacy_v1=legacy)
+            check_parent(Fold(batch_id), batch_id, parent, legacy_v1=legacy)
 
         def command(session: LogSession) -> CandidateResult:
             if session.fold.seq > 0:
@@ -270,7 +244,7 @@ class SceneVersionStore:
     def _case_a(self, session: LogSession, d: _Draft) -> CandidateResult:
         """Case A, the first write of a batch: the flat body becomes v1, approved,
         derived and active (R3)."""
-        _check_parent(session.fold, d.batch_id, d.parent, legacy_v1=False)
+        check_parent(session.fold, d.batch_id, d.parent, legacy_v1=False)
         flat = flat_name(d.batch_id)
         session.write_body(flat, d.body)
         v1 = d.appended(1, flat, d.scene, d.fingerprint, v1="initial")
@@ -280,7 +254,7 @@ class SceneVersionStore:
     def _case_b(self, session: LogSession, d: _Draft) -> CandidateResult:
         """Case B, a legacy flat body and no log: the flat body is registered in place
         as v1 (R4), then the candidate follows in the same commit (dedup may answer v1)."""
-        _check_parent(session.fold, d.batch_id, d.parent, legacy_v1=True)
+        check_parent(session.fold, d.batch_id, d.parent, legacy_v1=True)
         flat = flat_name(d.batch_id)
         legacy = session.read_scene(flat)
         legacy_fp = structure_fingerprint(legacy)
@@ -293,7 +267,7 @@ class SceneVersionStore:
     def _case_c(self, session: LogSession, d: _Draft) -> CandidateResult:
         """Case C, a batch with a log: dedup (R7) or the next version as a candidate."""
         fold = session.fold
-        _check_parent(fold, d.batch_id, d.parent, legacy_v1=False)
+        check_parent(fold, d.batch_id, d.parent, legacy_v1=False)
         if d.dedup:
             for entry in fold.entries:
                 if entry.structure_fingerprint == d.fingerprint:
@@ -362,7 +336,7 @@ class SceneVersionStore:
         """
         batch_id = self._batch(batch_id)
         validate_version(version, batch_id=batch_id)
-        expected = _check_expected_seq(expected_seq)
+        expected = check_expected_seq(expected_seq)
         actor, reason = self._who(actor, reason)
         if not self.log.exists(batch_id):
             self.log.check_unimported(batch_id)
@@ -383,17 +357,7 @@ class SceneVersionStore:
                     active_version=fold.active_version,
                 )
             if entry.downstream != "derived":
-                event = Derived(
-                    seq=0,
-                    batch_id=batch_id,
-                    version=version,
-                    at=utc_now(),
-                    actor=actor,
-                    reason=reason,
-                    event_id=new_event_id(),
-                    prev=None,
-                )
-                self._commit(session, [event])
+                self._commit(session, [_draft(Derived, batch_id, version, actor, reason)])
             return fold.manifest()
 
         return self._run(batch_id, command, expected_seq=expected, needs_log=False)
@@ -412,11 +376,11 @@ class SceneVersionStore:
 
     @staticmethod
     def _who(actor: object, reason: object) -> tuple[str, str | None]:
-        given = _check_text("actor", actor, optional=True)
+        given = check_text("actor", actor, optional=True)
         # $SCENELOG_ACTOR holds undecodable bytes as surrogates too: check what is used.
-        who = _check_text("actor", default_actor(given), optional=False)
+        who = check_text("actor", default_actor(given), optional=False)
         assert who is not None
-        return who, _check_text("reason", reason, optional=True)
+        return who, check_text("reason", reason, optional=True)
 
     @staticmethod
     def _encode(batch_id: str, scene: Scene) -> tuple[str, bytes]:
@@ -475,7 +439,7 @@ class SceneVersionStore:
     ) -> Manifest:
         batch_id = self._batch(batch_id)
         validate_version(version, batch_id=batch_id)
-        expected = _check_expected_seq(expected_seq)
+        expected = check_expected_seq(expected_seq)
         actor, reason = self._who(actor, reason)
         approving = event_type is Conformed
 
@@ -492,15 +456,12 @@ class SceneVersionStore:
                 not approving or entry.state == "approved"
             )
             if not unchanged:
-                event = event_type(
-                    seq=0,
-                    batch_id=batch_id,
-                    version=version,
-                    at=utc_now(),
-                    actor=actor,
-                    reason=reason,
-                    event_id=new_event_id(),
-                    prev=None,
+                event = _draft(
+                    event_type,
+                    batch_id,
+                    version,
+                    actor,
+                    reason,
                     previous_active=fold.active_version,
                 )
                 self._commit(session, [event])
@@ -525,7 +486,7 @@ class SceneVersionStore:
                     f"batch {session.batch_id}: refusing to append {event.type} "
                     f"v{event.version}: {problem}; nothing was written",
                     batch_id=session.batch_id,
-                    version=event.version,
+                    seq=fold.seq + 1,
                 )
         session.append(events)
 
@@ -563,43 +524,17 @@ class _Draft:
         derived (R5), its kind, source and parent.
         """
         if v1 is not None:
+            state, downstream, source, parent = "approved", "derived", v1, None
             kind = self.kind if v1 == "initial" else "reshoot"
-            return self._event(
-                version, artifact, scene, fingerprint, "approved", "derived", kind, v1, None
-            )
-        return self._event(
+        else:
+            state, downstream, source, parent = self.state, "not_derived", self.source, self.parent
+            kind = self.kind
+        return _draft(
+            Appended,
+            self.batch_id,
             version,
-            artifact,
-            scene,
-            fingerprint,
-            self.state,
-            "not_derived",
-            self.kind,
-            self.source,
-            self.parent,
-        )
-
-    def _event(
-        self,
-        version: int,
-        artifact: str,
-        scene: Scene,
-        fingerprint: str,
-        state: str,
-        downstream: str,
-        kind: str,
-        source: str,
-        parent: int | None,
-    ) -> Appended:
-        return Appended(
-            seq=0,
-            batch_id=self.batch_id,
-            version=version,
-            at=utc_now(),
-            actor=self.actor,
-            reason=self.reason,
-            event_id=new_event_id(),
-            prev=None,
+            self.actor,
+            self.reason,
             artifact=artifact,
             state=state,
             downstream=downstream,
@@ -611,21 +546,23 @@ class _Draft:
         )
 
 
-def _check_parent(fold: Fold, batch_id: str, parent: int | None, *, legacy_v1: bool) -> None:
-    """R25: a parent is a version registered before this command (or the flat v1 it
-    registers); so a version is never its own parent nor a later one's child."""
-    if parent is None or fold.entry(parent) is not None or (legacy_v1 and parent == 1):
-        return
-    if fold.entries:
-        known = "registered: " + ", ".join(f"v{e.version}" for e in fold.entries[-5:])
-    else:
-        known = "it has no versions yet"
-    raise InvalidInput(
-        f"invalid parent v{parent} for batch {batch_id}: not a registered version "
-        f"({known}); a version derives from a registered one, never from itself or a "
-        f"later one — see `scenelog show {batch_id}`",
+E = TypeVar("E", bound=Event)
+
+
+def _draft(
+    event_type: type[E], batch_id: str, version: int, actor: str, reason: str | None, **fields: Any
+) -> E:
+    """An event drafted for ``append`` (``seq=0, prev=None``: the backend numbers and chains it)."""
+    return event_type(
+        seq=0,
         batch_id=batch_id,
-        value=parent,
+        version=version,
+        at=utc_now(),
+        actor=actor,
+        reason=reason,
+        event_id=new_event_id(),
+        prev=None,
+        **fields,
     )
 
 

@@ -62,12 +62,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import msgspec
@@ -93,6 +91,7 @@ from eventstore.log import (
     split_complete,
 )
 from eventstore.manifest import Fold
+from eventstore.rules import at_problem
 from eventstore.scene import Scene, load_scene
 
 __all__ = [
@@ -211,28 +210,9 @@ class _State:
             self.head_fds.clear()
 
 
-_AT_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
-
-
-def _at_problem(event: Event) -> str | None:
-    """Why ``event.at`` is not a timestamp this log may hold (None: it is)."""
-    at = event.at
-    if _AT_RE.fullmatch(at):
-        try:
-            datetime.fromisoformat(at[:-1])
-            return None
-        except ValueError:
-            pass
-    elif event.imported and isinstance(at, str):
-        # Carried over from a reference manifest: any ISO 8601 time with a zone.
-        text = at[:-1] + "+00:00" if at.endswith("Z") else at
-        try:
-            moment = datetime.fromisoformat(text)
-        except ValueError:
-            moment = None
-        if moment is not None and moment.utcoffset() is not None and len(text.split("-")[0]) == 4:
-            return None
-    return f"`at` {at!r} is not a UTC time of the form YYYY-MM-DDTHH:MM:SS.ffffffZ"
+# The ``at`` check is one rule for every backend (eventstore.rules); the alias
+# serves eventstore.pglog until it imports it from there.
+_at_problem = at_problem
 
 
 class _FileSession(LogSession):
@@ -369,7 +349,7 @@ class _FileSession(LogSession):
             problem = f"v{event.version} is not registered"
         else:
             problem = None
-        problem = problem or _at_problem(event)
+        problem = problem or at_problem(event)
         if problem is not None:
             raise RuleViolation(
                 f"batch {self.batch_id}: refusing to append {event.type} v{event.version} as "
