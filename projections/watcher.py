@@ -273,6 +273,9 @@ class Watcher:
                     if items:
                         yield from self._deliver(items)
                         continue
+                    # Every event read is finished with; the feed may also have moved
+                    # without an event (R28: a replaced log starts over).
+                    self._handled = feed.position
                     self.commit()
                     if self._stopped():
                         return

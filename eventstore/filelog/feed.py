@@ -68,7 +68,7 @@ RESCAN_SECONDS = 1.0
 READ_LIMIT = 512
 """Events one read returns at most (each carries a position naming every batch)."""
 _STEP_MS = 4
-_SLICE_MS = 20  # the notifier answers at least this often, so short waits are honoured
+_SLICE_MS = 50  # the notifier answers at least this often, so short waits are honoured
 
 _Entry = tuple[int, int, str | None]  # seq, offset after its line, event_id
 
@@ -430,16 +430,23 @@ class FileFeed(Feed):
         return items
 
     def _hand_out(self, tail: _Tail, limit: int, items: list[FeedItem]) -> None:
-        """Up to ``limit`` buffered events of ``tail`` as items, each with its position."""
+        """Up to ``limit`` buffered events of ``tail`` as items, each with its position.
+
+        An item's position is spelled as :attr:`position` will be once the
+        feed stands right after it (the same bytes, so callers can compare).
+        """
         batch_id = tail.batch_id
-        rest = b",".join(f for b, f in self._fragments.items() if b != batch_id)
-        rest = b"," + rest if rest else b""
+        names = list(self._fragments)
+        at = names.index(batch_id)
+        fragments = list(self._fragments.values())
+        before = b"{" + b"".join(f + b"," for f in fragments[:at])
+        after = b"".join(b"," + f for f in fragments[at + 1 :]) + b"}"
         taken = tail.buffer[:limit]
         del tail.buffer[:limit]
         fragment = b""
         for event, offset in taken:
             fragment = _fragment(batch_id, event.seq, offset, event.event_id)
-            items.append(FeedItem(batch_id, event, (b"{" + fragment + rest + b"}").decode()))
+            items.append(FeedItem(batch_id, event, (before + fragment + after).decode()))
         event, offset = taken[-1]
         tail.seq, tail.offset, tail.event_id = event.seq, offset, event.event_id
         self._fragments[batch_id] = fragment
