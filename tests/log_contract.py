@@ -54,6 +54,19 @@ from eventstore.log import Feed, FeedItem, Head, command_more, line_hash, mark_l
 from eventstore.manifest import fold
 from tests.helpers import BATCH, DEADLINE, REPO, child_env
 
+__all__ = [
+    "BATCH",
+    "LATER",
+    "OTHER",
+    "EventLogContract",
+    "appended",
+    "commit",
+    "derived",
+    "keys",
+    "per_batch",
+    "read_until",
+]
+
 OTHER = "ep_001_BATCH_004"
 LATER = "ep_002_BATCH_001"
 

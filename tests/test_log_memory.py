@@ -8,6 +8,7 @@ bytes; ``backend_root`` runs behaviour tests on both backends.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,8 +19,8 @@ from eventstore.errors import InvalidInput
 from eventstore.events import Event
 from eventstore.log import Head, line_hash
 from eventstore.memlog import MemoryLog
-from projections import Projection
-from tests.helpers import scene
+from projections import Projection, consumer_status, watch
+from tests.helpers import DEADLINE, scene
 from tests.log_contract import BATCH, OTHER, EventLogContract, appended, commit, derived
 
 
@@ -169,3 +170,26 @@ def test_item3_a_memory_root_writes_no_file(
     assert os.listdir(tmp_path) == []
     with pytest.raises(ValueError):  # R16: an unknown project never answers "fresh"
         Projection("nope", root=root).is_fresh(BATCH)
+
+
+def test_item3_a_watcher_follows_every_backend(backend_root: str) -> None:
+    store = SceneVersionStore("show", 1, root=backend_root)
+    store.write_scene_candidate(BATCH, scene())
+    stop = threading.Event()
+    guard = threading.Timer(DEADLINE, stop.set)  # a broken feed ends the test, never hangs it
+    guard.start()
+    watcher = watch("show", root=backend_root, start="beginning", consumer="boards", stop=stop)
+    try:
+        first = next(watcher)
+        store.write_scene_candidate(BATCH, scene(tag=" reshot"))
+        second = next(watcher)
+        watcher.commit()
+    finally:
+        watcher.close()
+        guard.cancel()
+    assert (first.batch_id, first.seq, first.type) == (BATCH, 1, "appended")
+    assert (second.seq, second.type, second.version) == (2, "appended", 2)
+    (status,) = consumer_status("show", backend_root)
+    assert status["consumer"] == "boards" and status["lag"] == 0
+    store.conform(BATCH, 2)
+    assert consumer_status("show", backend_root)[0]["lag"] == 1
