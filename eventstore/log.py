@@ -463,7 +463,7 @@ class EventLog(ABC):
         except DamagedBody as e:
             return BodyLook(None, "unreadable", f"cannot be read ({e})", where)
         if len(data) > max_bytes:
-            detail = f"is {len(data)} bytes, over the {max_bytes} bytes an audit reads"
+            detail = f"is {len(data)} bytes, over the {max_bytes} bytes verify reads"
             return BodyLook(None, "too_large", detail, where)
         return BodyLook(data, None, "", where)
 
