@@ -32,9 +32,9 @@ from eventstore import (
 )
 from eventstore.events import new_event_id, utc_now
 from eventstore.filelog.core import read_log_events, tail_position, tail_seq
+from eventstore.filelog.feed import _Tail
 from eventstore.log import open_log
 from projections.verify import verify
-from projections.watcher import _Tail
 from tests.helpers import DEADLINE, run_child, scene
 from tests.integrity import check_batch
 from tests.log_contract import BATCH, appended, derived
