@@ -43,6 +43,7 @@ from eventstore import (
     Appended,
     BodyMissing,
     ConsumerBusy,
+    DamagedBody,
     Derived,
     EventLog,
     LockTimeout,
@@ -52,7 +53,7 @@ from eventstore import (
 from eventstore.events import Event, decode_event, encode_event, new_event_id, utc_now
 from eventstore.log import Feed, FeedItem, Head, command_more, line_hash, mark_line
 from eventstore.manifest import fold
-from tests.helpers import BATCH, DEADLINE, REPO, child_env
+from tests.helpers import BATCH, DEADLINE, REPO, child_env, scene
 
 __all__ = [
     "BATCH",
@@ -403,6 +404,65 @@ class EventLogContract:
         with log.session(BATCH) as session, pytest.raises(ValueError):
             session.write_body(f"{OTHER}.v002.json", b"not mine")
         assert log.body_names(BATCH) == [] and log.body_names(OTHER) == []
+
+    def test_r10_a_session_reads_a_body_as_a_scene(self, tmp_path: Path) -> None:
+        log = self.make_log(tmp_path)
+        flat, v2 = f"{BATCH}.json", f"{BATCH}.v002.json"
+        with log.session(BATCH) as session:
+            session.write_body(flat, scene(BATCH).to_json())
+            session.write_body(v2, b"{not a scene")
+            session.append([appended(1)])
+        with log.session(BATCH) as session:
+            assert session.read_scene(flat) == scene(BATCH)
+            assert session.body_scene_id(flat) == BATCH
+            with pytest.raises(DamagedBody):
+                session.read_scene(v2)
+
+    def test_r26_an_auditor_looks_at_a_body_without_reading_too_much(self, tmp_path: Path) -> None:
+        log = self.make_log(tmp_path)
+        small, big = f"{BATCH}.v001.json", f"{BATCH}.v002.json"
+        with log.session(BATCH) as session:
+            session.write_body(small, b"{}")
+            session.write_body(big, b"x" * 100)
+            session.append([appended(1), appended(2)])
+        reader = self.make_log(tmp_path)
+        assert reader.look_body(BATCH, small, max_bytes=50)[:2] == (b"{}", None)
+        look = reader.look_body(BATCH, big, max_bytes=50)
+        assert (look.data, look.problem) == (None, "too_large")
+        look = reader.look_body(BATCH, f"{BATCH}.v003.json", max_bytes=50)
+        assert (look.data, look.problem) == (None, "missing")
+        assert f"{BATCH}.v003.json" in look.where
+
+    def test_r16_a_missing_project_says_why_and_where_names_the_batch(self, tmp_path: Path) -> None:
+        log = self.make_log(tmp_path)
+        absence = log.project_absence()
+        assert absence is not None and "show" in absence
+        commit(log, appended(1))
+        other = self.make_log(tmp_path)
+        assert other.project_absence() is None
+        assert BATCH in other.where(BATCH)
+        assert f"{BATCH}.v002.json" in other.where(BATCH, f"{BATCH}.v002.json")
+
+    def test_r14_a_command_is_a_session_with_the_backends_guards(self, tmp_path: Path) -> None:
+        log = self.make_log(tmp_path)
+        with log.command(BATCH) as session:
+            assert session.fold.seq == 0
+            session.append([appended(1)])
+        assert log.head(BATCH).seq == 1
+        with log.session(BATCH):
+            done: list[BaseException] = []
+
+            def other() -> None:
+                try:
+                    with self.make_log(tmp_path).command(BATCH, timeout=0.1):
+                        pass
+                except BaseException as e:
+                    done.append(e)
+
+            t = threading.Thread(target=other)
+            t.start()
+            t.join(DEADLINE)
+        assert len(done) == 1 and isinstance(done[0], LockTimeout)
 
     # ── snapshots ──────────────────────────────────────────────────────────
 
