@@ -1,4 +1,7 @@
-"""Queries over a scripted history: as_of, diff, audit, episode listings."""
+"""Queries over a scripted history: as_of, diff, audit, episode listings.
+
+The library's queries run on each backend (``backend_root``); the CLI's on files.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +29,18 @@ def body(batch_id: str, shots: list[tuple[str, str]], **extra: object) -> Scene:
 
 
 @pytest.fixture
-def scripted(root: Path, monkeypatch: pytest.MonkeyPatch) -> Projection:
+def scripted(backend_root: str, monkeypatch: pytest.MonkeyPatch) -> Projection:
+    """The scripted history on each backend."""
+    return script(backend_root, monkeypatch)
+
+
+@pytest.fixture
+def scripted_files(root: Path, monkeypatch: pytest.MonkeyPatch) -> Projection:
+    """The scripted history in a folder, for the CLI (another process)."""
+    return script(root, monkeypatch)
+
+
+def script(root: Path | str, monkeypatch: pytest.MonkeyPatch) -> Projection:
     """Events at 10:00, 10:01, … on 2026-11-20 (one minute apart), across two episodes."""
     clock = (f"2026-11-20T10:{m:02d}:00.000000Z" for m in itertools.count())
     monkeypatch.setattr(store_module, "utc_now", lambda: next(clock))
@@ -98,7 +112,7 @@ def test_audit_filters(scripted: Projection) -> None:
         scripted.audit(types=("approved",))
 
 
-def test_audit_and_diff_cli(scripted: Projection, root: Path) -> None:
+def test_audit_and_diff_cli(scripted_files: Projection, root: Path) -> None:
     env = child_env(SCENELOG_ROOT=str(root), SCENELOG_PROJECT="show")
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:

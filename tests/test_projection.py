@@ -1,4 +1,7 @@
-"""Projection: manifest/view agreement, history, time travel, episode queries."""
+"""Projection: manifest/view agreement, history, time travel, episode queries.
+
+Every test but the one deleting view files runs on each backend (``backend_root``).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,16 @@ import pytest
 from eventstore import InvalidInput, SceneVersionStore, UnknownBatch, fold
 from projections import Projection
 from tests.helpers import BATCH, scene
+
+
+@pytest.fixture
+def any_store(backend_root: str) -> SceneVersionStore:
+    return SceneVersionStore("show", 1, root=backend_root)
+
+
+@pytest.fixture
+def any_view(backend_root: str) -> Projection:
+    return Projection("show", root=backend_root)
 
 
 def test_fold_and_view_agree_deleting_views_loses_nothing(
@@ -27,7 +40,10 @@ def test_fold_and_view_agree_deleting_views_loses_nothing(
     assert {b: view.manifest(b) for b in view.batches(1)} == folded
 
 
-def test_history_in_seq_order_with_types(store: SceneVersionStore, view: Projection) -> None:
+def test_history_in_seq_order_with_types(
+    any_store: SceneVersionStore, any_view: Projection
+) -> None:
+    store, view = any_store, any_view
     store.write_scene_candidate(BATCH, scene())
     store.write_scene_candidate(BATCH, scene(shots=4))
     store.conform(BATCH, 2, reason="ok", actor="sup@studio")
@@ -43,7 +59,10 @@ def test_history_in_seq_order_with_types(store: SceneVersionStore, view: Project
     assert view.history("ep_001_BATCH_099") == []
 
 
-def test_as_of_every_seq_equals_prefix_fold(store: SceneVersionStore, view: Projection) -> None:
+def test_as_of_every_seq_equals_prefix_fold(
+    any_store: SceneVersionStore, any_view: Projection
+) -> None:
+    store, view = any_store, any_view
     store.write_scene_candidate(BATCH, scene())
     store.write_scene_candidate(BATCH, scene(shots=4))
     store.conform(BATCH, 2)
@@ -58,14 +77,16 @@ def test_as_of_every_seq_equals_prefix_fold(store: SceneVersionStore, view: Proj
     assert view.as_of(BATCH, at="2000-01-01T00:00:00Z").seq == 0
 
 
-def test_require_unknown_batch(view: Projection) -> None:
+def test_require_unknown_batch(any_view: Projection) -> None:
+    view = any_view
     with pytest.raises(UnknownBatch):
         view.require(BATCH)
     with pytest.raises(UnknownBatch):  # R16 amended: unknown, never "no log"
         view.manifest(BATCH)
 
 
-def test_pending_and_candidates(store: SceneVersionStore, view: Projection) -> None:
+def test_pending_and_candidates(any_store: SceneVersionStore, any_view: Projection) -> None:
+    store, view = any_store, any_view
     a, b, c = "ep_001_BATCH_001", "ep_001_BATCH_002", "ep_001_BATCH_003"
     for batch_id in (a, b, c):
         store.write_scene_candidate(batch_id, scene(batch_id))
@@ -77,9 +98,10 @@ def test_pending_and_candidates(store: SceneVersionStore, view: Projection) -> N
     assert view.batches() == [a, b, c]
 
 
-def test_incremental_view_bytes_equal_a_full_encoding(store: SceneVersionStore) -> None:
+def test_incremental_view_bytes_equal_a_full_encoding(any_store: SceneVersionStore) -> None:
     from eventstore.manifest import encode_manifest
 
+    store = any_store
     for shots in range(1, 5):
         store.write_scene_candidate(BATCH, scene(shots=shots))
     store.conform(BATCH, 3)
