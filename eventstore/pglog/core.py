@@ -551,7 +551,9 @@ class _PgSession(LogSession):
                 batch_id=self.batch_id,
                 root=self._log.label,
             ) from e
-        cached.fold = fold
+        # The session's fold object moves on in place, as a file session's does:
+        # a command that kept ``session.fold`` reads the state after its append.
+        cached.fold.apply_all(committed)
         cached.last_hash = prev
         self._log._remember(self.batch_id, cached)
         with contextlib.suppress(Exception):  # watchers also poll, slowly
