@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 from eventstore import fold
 from eventstore.filelog.core import read_log_events
 
 
-def check_batch(scenes_dir: Path, batch_id: str) -> list[dict[str, object]]:
+def check_batch(scenes_dir: Path, batch_id: str) -> list[dict[str, Any]]:
     """Assert seq contiguity, the hash chain, and view == fold; return the events."""
     log = scenes_dir / f"{batch_id}.events.jsonl"
     raw = log.read_bytes()

@@ -53,7 +53,8 @@ from eventstore import (
 from eventstore.events import Event, decode_event, encode_event, new_event_id, utc_now
 from eventstore.log import Feed, FeedItem, Head, command_more, line_hash, mark_line
 from eventstore.manifest import fold
-from tests.helpers import BATCH, DEADLINE, REPO, child_env, scene
+from tests.helpers import BATCH as BATCH
+from tests.helpers import DEADLINE, REPO, child_env, scene
 
 __all__ = [
     "BATCH",

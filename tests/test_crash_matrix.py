@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from eventstore import SceneVersionStore
-from eventstore.filelog import core as log_module
+from eventstore.log import split_committed
 from projections import Projection, verify
 from tests.helpers import run_child, scene
 from tests.integrity import check_batch
@@ -92,7 +92,7 @@ def _acknowledged(root: Path) -> SceneVersionStore:
 
 def _complete_lines(log: Path) -> int:
     """Lines of whole commands: an incomplete command's lines count for nothing (R24)."""
-    return log_module.split_committed(log.read_bytes())[0].count(b"\n") if log.exists() else 0
+    return split_committed(log.read_bytes())[0].count(b"\n") if log.exists() else 0
 
 
 @pytest.mark.parametrize("point", POINTS)

@@ -71,7 +71,9 @@ def test_item5_r25_text_that_is_not_utf8_is_refused_before_anything_durable(
     # A first add: not even the flat body may be left behind.
     for kwargs in ({"reason": bad}, {"actor": bad}, {"source": bad}):
         said = refused_with_nothing_written(
-            root, lambda kw=kwargs: store.write_scene_candidate(B, scene(), **kw), InvalidInput
+            root,
+            lambda kw=kwargs: store.write_scene_candidate(B, scene(), **kw),  # type: ignore[misc]
+            InvalidInput,
         )
         assert "UTF-8" in said
     monkeypatch.setenv("SCENELOG_ACTOR", bad)
@@ -121,14 +123,14 @@ def test_item5_r25_a_parent_must_be_a_registered_version(
     for parent in (2, 99):
         said = refused_with_nothing_written(
             root,
-            lambda p=parent: store.write_scene_candidate(B, scene(shots=2), parent_version=p),
+            lambda p=parent: store.write_scene_candidate(B, scene(shots=2), parent_version=p),  # type: ignore[misc]
             InvalidInput,
         )
         assert f"parent v{parent}" in said and "registered: v1" in said
     # Numbers that are bools or floats are not versions, wherever they are given.
     for call in (
         lambda: store.write_scene_candidate(B, scene(shots=2), parent_version=True),
-        lambda: store.write_scene_candidate(B, scene(shots=2), parent_version=1.0),
+        lambda: store.write_scene_candidate(B, scene(shots=2), parent_version=1.0),  # type: ignore[arg-type]
         lambda: store.conform(B, 1.0),  # type: ignore[arg-type]
         lambda: store.revert(B, True),
         lambda: store.mark_derived(B, 1, expected_seq=1.0),  # type: ignore[arg-type]

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import msgspec
 import pytest
 
-from eventstore import Appended, Conformed, Derived, Reverted
+from eventstore import Appended, Conformed, Derived, Event, Reverted
 from eventstore.events import decode_event, decode_lines, default_actor, encode_event, utc_now
 
 ENVELOPE = ["type", "seq", "batch_id", "version", "at", "actor", "reason", "event_id", "prev"]
 
 
 def test_every_event_has_the_envelope_in_order() -> None:
-    common = dict(
+    common: dict[str, Any] = dict(
         seq=1,
         batch_id="ep_001_BATCH_003",
         version=2,
@@ -24,7 +25,7 @@ def test_every_event_has_the_envelope_in_order() -> None:
         event_id="e",
         prev=None,
     )
-    events = [
+    events: list[Event] = [
         Appended(
             **common,
             artifact="x",

@@ -43,7 +43,7 @@ def reference_store(scenes: Path, batch_id: str = B) -> dict[str, Any]:
             "created_at": at,
         }
 
-    manifest = {
+    manifest: dict[str, Any] = {
         "schema_version": 2,
         "batch_id": batch_id,
         "active_version": 1,

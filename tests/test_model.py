@@ -99,7 +99,7 @@ class StoreMachine(RuleBasedStateMachine):
     @rule()
     def reopen(self) -> None:
         """A new store object and a process that remembers nothing."""
-        open_log("show", self.root).forget()
+        open_log("show", self.root).forget()  # type: ignore[attr-defined]
         self.store = SceneVersionStore("show", 1, root=self.root)
 
     def expected(self, model: BatchModel, how: str) -> int | None:
@@ -175,6 +175,7 @@ class StoreMachine(RuleBasedStateMachine):
             assert got == 1
             return None
         if m.seq == 0:  # Case B
+            assert m.flat_fp is not None
             m.entries.append(
                 Entry(
                     1,

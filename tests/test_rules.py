@@ -106,7 +106,7 @@ def test_r2_validation_first_nothing_written(
                 "revert": store.revert,
                 "derived": store.mark_derived,
             }[call]
-            method(batch_id, version, **kwargs)  # type: ignore[arg-type,operator]
+            method(batch_id, version, **kwargs)  # type: ignore[arg-type]
     assert isinstance(info.value, ValueError)
     assert snapshot(root) == {}
 

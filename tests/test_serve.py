@@ -11,22 +11,25 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import pytest
 
-httpx = pytest.importorskip("httpx", reason="the serve tests need the test extra (httpx)")
+if TYPE_CHECKING:
+    import httpx
+else:
+    httpx = pytest.importorskip("httpx", reason="the serve tests need the test extra (httpx)")
 pytest.importorskip("litestar", reason="scenelog serve needs the serve extra (litestar)")
 pytest.importorskip("uvicorn", reason="scenelog serve needs the serve extra (uvicorn)")
 
-from eventstore import SceneVersionStore  # noqa: E402
-from eventstore.layout import Layout  # noqa: E402
-from projections import Projection  # noqa: E402
-from projections.cli import cli  # noqa: E402
-from projections.http import BackgroundServer, ServeConfig, shapes  # noqa: E402
-from projections.http.stream import Item, StreamFilter, Subscriber, sse_frame  # noqa: E402
-from tests.helpers import DEADLINE, REPO, child_env, scene, snapshot  # noqa: E402
+from eventstore import SceneVersionStore
+from eventstore.layout import Layout
+from projections import Projection
+from projections.cli import cli
+from projections.http import BackgroundServer, ServeConfig, shapes
+from projections.http.stream import Item, StreamFilter, Subscriber, sse_frame
+from tests.helpers import DEADLINE, REPO, child_env, scene, snapshot
 
 FRESH = "ep_001_BATCH_001"  # v2 active and derived; v3 a candidate awaiting review
 BLOCKED = "ep_001_BATCH_002"  # v2 conformed, boards not rebuilt
