@@ -99,7 +99,7 @@ def test_cli_table_matches_help() -> None:
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
     for name, summary, *_ in SUBCOMMANDS:
-        assert sub.choices[name].description.lower().rstrip(".") == summary.lower()  # type: ignore[union-attr,index]
+        assert sub.choices[name].description.lower().rstrip(".") == summary.lower()  # type: ignore[index]
 
 
 @pytest.mark.parametrize("args", [[], *[[name] for name, *_ in SUBCOMMANDS]])
