@@ -292,7 +292,7 @@ def _big_commands(root: str, batch_id: str, pause: tuple[int, int, int, int] | N
                     os.read(wait_fd, 1)  # never answered: killed here
             return done
 
-        os.write = write  # type: ignore[assignment]
+        os.write = write
     log = FileLog(Layout.of(PROJECT, root))
     with log.session(batch_id) as session:
         session.append([appended(1, batch_id)])
