@@ -39,9 +39,12 @@ Invariants:
   ``<batch>.versions.lock``, only when the file exists, never created) and
   then the batch's session are held while the manifest is read, checked,
   backed up and appended (R29, R14).
-- Idempotent and cooperative: under the locks a batch whose log has events is
-  reported ``already_imported`` and left alone, so concurrent imports of one
-  episode each import every batch at most once and all finish.
+- Idempotent and cooperative: a batch whose log has events, found under the
+  locks or right after its manifest was read without them, is reported
+  ``already_imported`` and left alone, so concurrent imports of one episode
+  each import every batch at most once and all finish (an import commits its
+  log before it rewrites the manifest, so a manifest read before the log
+  appeared is never taken for a view that lost its log).
 - Crash at each step of an import: before the backup, nothing changed;
   after the backup (``keep_legacy_manifest``, durable) but before the append,
   a backup of a manifest that was not imported — the next import replaces it
