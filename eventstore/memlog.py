@@ -33,6 +33,8 @@ Invariants:
 - A consumer claim is exclusive among the threads of this process (the only
   ones that can see the storage); it dies with the process.
 - Memory grows with what is written; nothing is evicted until ``reset``.
+  The registry of instances is the storage itself, so it is process-wide;
+  a forked child gets a copy, shared with nobody.
 
 Crash at each step: nothing is durable. There is no torn line or incomplete
 command to recover: a command is stored whole or not at all, and a process
@@ -378,9 +380,11 @@ class MemoryLog(EventLog):
     def reset(cls, name: str) -> None:
         """Forget everything stored at ``memory://name``, for every project.
 
-        Instances handed out before see an empty store (their feeds report
-        lost positions through ``warn``); the next :meth:`named` makes new ones.
-        Consumer claims of running watchers stay held until released.
+        Instances handed out before see an empty store and are no longer
+        shared: the next :meth:`named` makes new ones (a feed opened there at
+        an old position reports, through ``warn``, each batch that no longer
+        holds its event, R28). Consumer claims of running watchers stay held
+        until released.
         """
         with cls._registry_guard:
             gone = [key for key in cls._registry if key[0] == name]
@@ -392,7 +396,7 @@ class MemoryLog(EventLog):
                 log._commits += 1
                 log._changed.notify_all()
 
-    # ── internals ──────────────────────────────────────────────────────────
+    # ── where things are, and internals ────────────────────────────────────
 
     def where(self, batch_id: str, name: str | None = None) -> str:
         """``memory://NAME/<project>/<batch or item>``, for messages and findings."""
@@ -596,7 +600,10 @@ class MemoryLog(EventLog):
     ) -> Iterator[LogSession]:
         batch_id = validate_batch_id(batch_id)
         batch = self._batch(batch_id)
-        got = batch.lock.acquire(timeout=timeout) if timeout > 0 else batch.lock.acquire(False)
+        if timeout <= 0:
+            got = batch.lock.acquire(False)
+        else:
+            got = batch.lock.acquire(timeout=min(timeout, threading.TIMEOUT_MAX))
         if not got:
             raise LockTimeout(
                 f"batch {batch_id} is locked: waited {timeout:g}s in {self.label}; another "
