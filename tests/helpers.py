@@ -76,6 +76,7 @@ def scenelog(
     env: Mapping[str, str | bytes] | None = None,
     timeout: float = DEADLINE,
     memory_limit: int | None = None,
+    cwd: Path | str = REPO,
     **variables: str,
 ) -> subprocess.CompletedProcess[str]:
     """``scenelog ARGS`` as a user runs it: a real process, project ``show``, store in ``root``.
@@ -83,7 +84,8 @@ def scenelog(
     ``SCENELOG_ACTOR`` is ``cli@test`` unless ``env`` or ``variables`` (more
     environment variables) say otherwise; bytes in ``args`` and ``env`` reach
     the process as they are (argv and environment bytes that are not UTF-8).
-    ``memory_limit`` caps the process's address space, in bytes.
+    ``memory_limit`` caps the process's address space, in bytes; ``cwd`` is
+    where it runs (the repository unless given).
     """
     environment: dict[str, str | bytes] = {
         **child_env(SCENELOG_ROOT=os.fspath(root), SCENELOG_PROJECT="show"),
@@ -103,7 +105,7 @@ def scenelog(
         text=True,
         timeout=timeout,
         env=environment,
-        cwd=str(REPO),
+        cwd=cwd,
         preexec_fn=None if memory_limit is None else limit_memory,
     )
 
