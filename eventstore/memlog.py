@@ -97,6 +97,7 @@ class _Batch:
         "events",
         "fold",
         "head",
+        "highest",
         "holder",
         "lines",
         "lock",
@@ -113,6 +114,7 @@ class _Batch:
         self.fold = Fold(batch_id)
         self.head = _NO_HEAD
         self.bodies: dict[str, bytes] = {}
+        self.highest = 0  # the highest vNNN body (R8), kept as bodies are written
 
     def holds(self) -> bool:
         """Whether there is anything at all (a committed event or a body)."""
@@ -181,8 +183,7 @@ class _MemorySession(LogSession):
         return self._fold
 
     def highest_body_version(self) -> int:
-        found = (_body_version(self.batch_id, n) for n in list(self._batch.bodies))
-        return max((v for v in found if v is not None), default=0)
+        return self._batch.highest
 
     def body_exists(self, name: str) -> bool:
         return name in self._batch.bodies
@@ -203,6 +204,7 @@ class _MemorySession(LogSession):
                     batch_id=self.batch_id,
                 )
             bodies[name] = bytes(data)
+            self._batch.highest = max(self._batch.highest, _body_version(self.batch_id, name) or 0)
 
     def append(self, events: Sequence[Event]) -> list[Event]:
         """Check every event against a copy of the fold, then store them all at once."""
