@@ -19,8 +19,9 @@ import pytest
 
 from eventstore import InvalidInput, SceneVersionStore
 from projections import consumer_status, watch
-from tests.helpers import child_env, scene
-from tests.watching import DEADLINE, WatcherProcess
+from tests.helpers import scene
+from tests.helpers import scenelog as _scenelog
+from tests.watching import WatcherProcess
 
 A = "ep_001_BATCH_001"
 B = "ep_001_BATCH_002"
@@ -44,17 +45,6 @@ def _setup(root: Path, *batches: str) -> SceneVersionStore:
         store.write_scene_candidate(batch_id, scene(batch_id, shots=2))
         store.write_scene_candidate(batch_id, scene(batch_id, shots=3))
     return store
-
-
-def _scenelog(root: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "projections", *args],
-        capture_output=True,
-        text=True,
-        timeout=DEADLINE,
-        env=child_env(SCENELOG_ROOT=str(root), SCENELOG_PROJECT="show"),
-        cwd=cwd,
-    )
 
 
 def _caught_up(root: Path, consumer: str, **kwargs: Any) -> list[Any]:

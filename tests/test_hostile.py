@@ -13,6 +13,7 @@ import pytest
 from eventstore import InvalidInput, SceneVersionStore
 from projections import Projection, verify, watch
 from tests.helpers import child_env, scene, snapshot
+from tests.helpers import scenelog as cli
 
 B = "ep_001_BATCH_001"
 
@@ -29,19 +30,6 @@ BAD_BATCHES = [
     "ep_001_BATCH_001 ",
     "EP_001_BATCH_001",
 ]
-
-
-def cli(
-    root: Path, *args: str, stdin: str | None = None, **env: str
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "projections", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=child_env(SCENELOG_ROOT=str(root), SCENELOG_PROJECT="show", **env),
-    )
 
 
 @pytest.mark.parametrize("project", BAD_PROJECTS)
