@@ -154,7 +154,6 @@ class Watcher:
         self.stop = stop
         self.on_ready = on_ready
         self.on_notice = on_notice if on_notice is not None else _stderr_notice
-        self._feed: Feed | None = None
         self._handled: str | None = None  # the position after every event finished with
         self._pending: str | None = None  # the position after the event in flight
         self._saved: str | None = None  # the position the checkpoint holds
@@ -261,7 +260,7 @@ class Watcher:
     def _events(self) -> Generator[WatchEvent, None, None]:
         self._require_project()
         with self.log.claim(self.consumer) if self.consumer is not None else nullcontext():
-            feed = self._feed = self._open_feed()
+            feed = self._open_feed()
             try:
                 self.commit()  # a new consumer's position, or an old checkpoint's new form
                 if self.on_ready is not None:
@@ -285,7 +284,6 @@ class Watcher:
                     self._pending = None  # an event the consumer did not come back from stays due
                     self.commit()
                 finally:
-                    self._feed = None
                     feed.close()
 
 
