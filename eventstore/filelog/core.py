@@ -519,8 +519,10 @@ class FileLogCore(EventLog):
         return state
 
     def forget(self) -> None:
-        """Drop everything this FileLog remembers (folds, listings, views written,
-        open head records): the next command reads the files as a new process would."""
+        """Drop everything this FileLog remembers (folds, listings, scene ids, views
+        written, open head records): the next command reads the files as a new
+        process would. Call it while no command of this FileLog runs (tests, tools
+        that changed files behind the store)."""
         old, self._state = self._state, _State()
         if old.pid == os.getpid():
             old.close()
