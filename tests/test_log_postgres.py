@@ -62,12 +62,18 @@ def logs(pg_url: str) -> Iterator[_Logs]:  # noqa: F811
 
 
 class TestPgLogContract(EventLogContract):
+    orphan_bodies = False  # a session's bodies commit with its events or not at all
+    processes = True
+
     @pytest.fixture(autouse=True)
     def _database(self, logs: _Logs) -> None:
         self._logs = logs
 
     def make_log(self, tmp_path: Path) -> EventLog:
         return self._logs.new()
+
+    def root(self, tmp_path: Path) -> str:
+        return self._logs.url
 
 
 # ── schema ──────────────────────────────────────────────────────────────────
@@ -510,3 +516,24 @@ def test_run_child_sees_the_same_database(logs: _Logs) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "1"
+
+
+def test_feed_opened_now_during_a_command_delivers_it_and_nothing_older(logs: _Logs) -> None:
+    log = logs.new()
+    _append_one(log)
+    with log.session(OTHER) as in_flight:
+        in_flight.write_body(f"{OTHER}.v001.json", b"{}")  # holds an xid from here on
+        with log.session(BATCH) as session:
+            session.append([appended(2)])  # committed before the feed opens
+        feed = logs.new().feed(None, start="now")
+        assert ":" in feed.position.split(":", 3)[3]  # the snapshot travels in the position
+        in_flight.append([appended(1, OTHER)])
+    try:
+        assert [(i.batch_id, i.event.seq) for i in feed.read()] == [(OTHER, 1)]
+        with log.session(BATCH) as session:
+            session.append([derived(2)])
+        assert [(i.batch_id, i.event.seq) for i in feed.read()] == [(BATCH, 3)]
+        assert feed.position.count(":") == 2  # every transaction in flight has ended
+        assert feed.lag() == 0
+    finally:
+        feed.close()

@@ -392,12 +392,14 @@ class _PgSession(LogSession):
         import psycopg
 
         conn = self._conn
-        conn.execute("BEGIN")
+        millis = max(1, int(self._timeout * 1000))  # 0 would mean "wait for ever"
         self._open = True
-        millis = max(1, int(self._timeout * 1000))
-        conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{millis}ms",))
         try:
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._key,))
+            # One round trip (simple protocol, no parameters: both numbers are ours).
+            conn.execute(
+                f"BEGIN; SET LOCAL lock_timeout = '{millis}ms'; "
+                f"SELECT pg_advisory_xact_lock({int(self._key)})".encode()
+            )
         except psycopg.errors.LockNotAvailable as e:
             self.rollback()
             holder = lock_holder(conn, self._key)
@@ -410,7 +412,7 @@ class _PgSession(LogSession):
                 batch_id=self.batch_id,
                 holder=holder,
             ) from e
-        conn.execute("SELECT set_config('lock_timeout', '0', true)")
+        # A separate statement: its snapshot is taken after the lock wait.
         self._cached = self._log._catch_up(conn, self.batch_id)
 
     def rollback(self) -> None:
@@ -443,18 +445,18 @@ class _PgSession(LogSession):
         version = _check_body_name(self.batch_id, name)
         if not self._open:
             self.begin()
-        if self.body_exists(name):
+        row = self._conn.execute(
+            "INSERT INTO scenelog_bodies (project, batch_id, name, version, data) "
+            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1",
+            (self._log.project, self.batch_id, name, version, bytes(data)),
+        ).fetchone()
+        if row is None:
             raise VersionBodyExists(
                 f"refusing to overwrite existing version body {name} of batch {self.batch_id}: "
                 "bodies are immutable; run `scenelog verify` to inspect the batch",
                 path=self._log.where(self.batch_id, name),
                 batch_id=self.batch_id,
             )
-        self._conn.execute(
-            "INSERT INTO scenelog_bodies (project, batch_id, name, version, data) "
-            "VALUES (%s, %s, %s, %s, %s)",
-            (self._log.project, self.batch_id, name, version, bytes(data)),
-        )
 
     # ── the commit ──
 
@@ -470,9 +472,12 @@ class _PgSession(LogSession):
             return []
         if not self._open:
             # A second append in one session: the lock was released by the first COMMIT.
-            seen = self._cached.seq
+            held = self._cached
             self.begin()
-            if self._cached.seq != seen:
+            if (self._cached.seq, self._cached.last_hash) == (held.seq, held.last_hash):
+                self._cached = held  # the fold the command holds goes on
+                self._log._remember(self.batch_id, held)
+            else:
                 self.rollback()
                 raise StoreIOError(
                     f"batch {self.batch_id} changed between two appends of one command at "
@@ -508,57 +513,68 @@ class _PgSession(LogSession):
             lines.append(line.decode())
         conn = self._conn
         project = self._log.project
+        ids = [e.event_id for e in committed]
+        self._open = False
         try:
-            conn.execute(
-                _INSERT_EVENTS,
-                (
-                    project,
-                    self.batch_id,
-                    [e.seq for e in committed],
-                    [e.event_id for e in committed],
-                    lines,
-                ),
-            )
-            conn.execute(_UPSERT_HEAD, (project, self.batch_id, self._episode, seq, prev))
-        except BaseException as e:
-            self.rollback()
-            if isinstance(e, psycopg.Error):
+            # One round trip: the INSERT, the recorded head (R27), COMMIT, then NOTIFY
+            # outside the transaction (inside, it takes a cluster-wide lock).
+            with conn.pipeline():
+                conn.execute(
+                    _INSERT_EVENTS,
+                    (project, self.batch_id, [e.seq for e in committed], ids, lines),
+                )
+                conn.execute(_UPSERT_HEAD, (project, self.batch_id, self._episode, seq, prev))
+                conn.execute("COMMIT")
+                conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, project))
+        except psycopg.Error as e:
+            self._log._forget(self.batch_id)
+            if not self._committed_after_error(conn, ids):
                 raise StoreIOError(
                     f"batch {self.batch_id}: the database at {self._log.label} refused the "
                     f"append ({_first_line(e)}); nothing was written — run the command again",
                     batch_id=self.batch_id,
                     root=self._log.label,
                 ) from e
+            # Committed; only the NOTIFY failed: watchers find the events by their slow poll.
+        except BaseException:
+            self._log._forget(self.batch_id)  # interrupted with the outcome unread
             raise
-        self._open = False
-        try:
-            conn.execute("COMMIT")
-        except psycopg.Error as e:
-            self._log._forget(self.batch_id)
-            if isinstance(e, psycopg.OperationalError | psycopg.InterfaceError) or conn.closed:
-                ids = [e.event_id for e in committed]
-                raise OutcomeUnknown(
-                    f"batch {self.batch_id}: the connection to {self._log.label} was lost during "
-                    f"COMMIT; the outcome is unknown — look for event ids {', '.join(ids)} "
-                    f"(`scenelog history {self.batch_id}`) before running the command again",
-                    batch_id=self.batch_id,
-                    event_ids=ids,
-                    root=self._log.label,
-                ) from e
-            raise StoreIOError(
-                f"batch {self.batch_id}: the database at {self._log.label} refused the commit "
-                f"({_first_line(e)}); nothing was written — run the command again",
-                batch_id=self.batch_id,
-                root=self._log.label,
-            ) from e
         # The session's fold object moves on in place, as a file session's does:
         # a command that kept ``session.fold`` reads the state after its append.
         cached.fold.apply_all(committed)
         cached.last_hash = prev
         self._log._remember(self.batch_id, cached)
-        with contextlib.suppress(Exception):  # watchers also poll, slowly
-            conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, project))
         return committed
+
+    def _committed_after_error(self, conn: psycopg.Connection[Any], ids: list[str]) -> bool:
+        """After the commit's round trip failed: whether the events are in the table.
+
+        Asked on the same connection when it still works (the server aborted
+        the transaction, or only the NOTIFY after COMMIT failed). When the
+        connection is gone the outcome cannot be known here: OutcomeUnknown
+        with the event ids to look for, never success.
+        """
+        try:
+            if conn.closed or getattr(conn, "broken", False):
+                raise ConnectionError("connection lost")
+            with contextlib.suppress(Exception):
+                if conn.info.transaction_status != 0:  # not idle: an aborted transaction
+                    conn.execute("ROLLBACK")
+            row = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM scenelog_events WHERE project = %s "
+                "AND event_id = %s)",
+                (self._log.project, ids[0]),
+            ).fetchone()
+            return bool(row and row[0])
+        except Exception as e:
+            raise OutcomeUnknown(
+                f"batch {self.batch_id}: the connection to {self._log.label} was lost during "
+                f"COMMIT; the outcome is unknown — look for event ids {', '.join(ids)} "
+                f"(`scenelog history {self.batch_id}`) before running the command again",
+                batch_id=self.batch_id,
+                event_ids=ids,
+                root=self._log.label,
+            ) from e
 
 
 def _first_line(e: BaseException) -> str:

@@ -4,7 +4,11 @@ Invariants:
 - A feed position is ``pg:<xid>:<position>``: every event of a transaction
   with a smaller xid, and of the same transaction with a smaller or equal
   position, was delivered. It is opaque to callers and durable (xids never
-  go backwards in a cluster, 64-bit with epoch).
+  go backwards in a cluster, 64-bit with epoch). A feed opened "now" while
+  transactions were in flight carries that snapshot too
+  (``pg:<xid>:<position>:<xmin>:<xmax>:<xip,…>``): the events visible in it
+  count as delivered, those of the transactions in flight do not; it is
+  dropped once every one of those has ended and been delivered.
 - :meth:`PgFeed.read` delivers only rows whose ``xid`` is below
   ``pg_snapshot_xmin(pg_current_snapshot())``: every transaction below it has
   ended, so no row can still appear before the position (reading by
@@ -28,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from eventstore.errors import InvalidInput
 from eventstore.log import Feed, FeedItem
@@ -39,7 +43,7 @@ if TYPE_CHECKING:
 
     from eventstore.pglog.core import PgLogCore
 
-__all__ = ["SLOW_POLL", "PgFeed", "format_position", "parse_position"]
+__all__ = ["SLOW_POLL", "PgFeed", "Position", "format_position", "parse_position"]
 
 SLOW_POLL = 2.0
 """Seconds a woken feed waits at most before looking anyway (a lost NOTIFY)."""
@@ -51,26 +55,52 @@ _READ_SQL = """
 SELECT xid::text, position, batch_id, line FROM scenelog_events
 WHERE project = %s AND (xid, position) > (%s::text::xid8, %s)
   AND xid < pg_snapshot_xmin(pg_current_snapshot())
-  {episode}
+  {also}
 ORDER BY xid, position
 LIMIT %s
 """
+_LAG_SQL = """
+SELECT count(*) FROM scenelog_events
+WHERE project = %s AND (xid, position) > (%s::text::xid8, %s)
+  {also}
+"""
+_NOT_SEEN = "AND NOT pg_visible_in_snapshot(xid, %s::text::pg_snapshot)"
+_EPISODE = "AND starts_with(batch_id, %s)"
 
 
-def format_position(xid: int, position: int) -> str:
-    return f"pg:{xid}:{position}"
+class Position(NamedTuple):
+    """Where a feed stands: after (xid, position); ``seen``: a snapshot whose events count
+    as delivered too (a feed opened "now" while transactions were in flight)."""
+
+    xid: int
+    position: int
+    seen: str | None = None
 
 
-def parse_position(text: str) -> tuple[int, int]:
-    """(xid, position) of a feed position; InvalidInput for anything else."""
-    parts = text.split(":")
-    if len(parts) != 3 or parts[0] != "pg" or not parts[1].isdigit() or not parts[2].isdigit():
+def format_position(at: Position) -> str:
+    text = f"pg:{at.xid}:{at.position}"
+    return f"{text}:{at.seen}" if at.seen else text
+
+
+def parse_position(text: str) -> Position:
+    """A feed position's parts; InvalidInput for anything else."""
+    parts = text.split(":", 3)
+    snapshot_ok = len(parts) == 3 or (
+        len(parts) == 4 and all(c.isdigit() or c in ":," for c in parts[3])
+    )
+    if (
+        len(parts) < 3
+        or parts[0] != "pg"
+        or not parts[1].isdigit()
+        or not parts[2].isdigit()
+        or not snapshot_ok
+    ):
         raise InvalidInput(
             f"feed position {text!r} is not one of the PostgreSQL backend's (pg:XID:POSITION); "
             "it belongs to another backend — reset the consumer (`scenelog consumers`)",
             value=text,
         )
-    return int(parts[1]), int(parts[2])
+    return Position(int(parts[1]), int(parts[2]), parts[3] if len(parts) == 4 else None)
 
 
 class PgFeed(Feed):
@@ -97,30 +127,42 @@ class PgFeed(Feed):
             self._listen()
         with log.connections.connection() as conn:
             row = conn.execute(
-                "SELECT pg_snapshot_xmin(s)::text, pg_snapshot_xmax(s)::text "
+                "SELECT pg_snapshot_xmin(s)::text, pg_snapshot_xmax(s)::text, s::text "
                 "FROM pg_current_snapshot() AS s"
             ).fetchone()
         assert row is not None
-        xmin, xmax = int(row[0]), int(row[1])
+        xmin, xmax, snapshot = int(row[0]), int(row[1]), str(row[2])
+        at = Position(0, 0)
         if position is not None:
-            xid, pos = parse_position(position)
-            if xid >= xmax:
+            at = parse_position(position)
+            if at.xid >= xmax:
                 if warn is not None:
                     warn(
                         f"the database at {log.label} has not reached this feed's position "
                         f"{position} (restored from an older backup, or another database): "
                         f"delivering project {log.project} again from the beginning"
                     )
-                xid, pos = 0, 0
-        elif start == "beginning":
-            xid, pos = 0, 0
-        else:
-            xid, pos = xmin - 1, _MAX_POSITION
-        self._xid, self._pos = xid, pos
+                at = Position(0, 0)
+        elif start == "now":
+            # Every event visible now counts as delivered; a transaction in flight
+            # (below the snapshot's xmax but not in it) is delivered when it commits.
+            at = Position(xmin - 1, _MAX_POSITION, snapshot if xmin < xmax else None)
+        self._at = at
 
     @property
     def position(self) -> str:
-        return format_position(self._xid, self._pos)
+        return format_position(self._at)
+
+    def _where(self) -> tuple[str, list[object]]:
+        at = self._at
+        also, params = "", list[object]()
+        if at.seen:
+            also = _NOT_SEEN
+            params.append(at.seen)
+        if self._episode:
+            also += " " + _EPISODE
+            params.append(self._episode + "_")
+        return also, params
 
     def _listen(self) -> None:
         try:
@@ -133,22 +175,44 @@ class PgFeed(Feed):
 
     def read(self) -> list[FeedItem]:
         log = self._log
-        sql = _READ_SQL.format(episode="AND starts_with(batch_id, %s)" if self._episode else "")
         items: list[FeedItem] = []
         while True:
-            params: list[object] = [log.project, str(self._xid), self._pos]
-            if self._episode:
-                params.append(self._episode + "_")
-            params.append(_BATCH_ROWS)
+            at = self._at
+            also, extra = self._where()
             with log.connections.connection() as conn:
-                rows = conn.execute(sql, params).fetchall()
+                if at.seen:
+                    self._drop_seen(conn)
+                rows = conn.execute(
+                    _READ_SQL.format(also=also),
+                    [log.project, str(at.xid), at.position, *extra, _BATCH_ROWS],
+                ).fetchall()
             for xid_text, pos, batch_id, line in rows:
-                xid = int(xid_text)
                 event = log._decode(line.encode(), -1, batch_id)
-                items.append(FeedItem(batch_id, event, format_position(xid, pos)))
-                self._xid, self._pos = xid, pos
+                self._at = Position(int(xid_text), pos, self._at.seen)
+                items.append(FeedItem(batch_id, event, self.position))
             if len(rows) < _BATCH_ROWS:
                 return items
+
+    def _drop_seen(self, conn: psycopg.Connection[Any]) -> None:
+        """Once every transaction in flight at the "now" snapshot has ended, forget it."""
+        at = self._at
+        assert at.seen is not None
+        seen_xmax = int(at.seen.split(":")[1])
+        row = conn.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text").fetchone()
+        if row is None or int(row[0]) < seen_xmax:
+            return
+        # Every transaction below seen_xmax has ended, so its events are below the
+        # xmin of the next read, which delivers them; the rest come after seen_xmax - 1.
+        pending = conn.execute(
+            "SELECT count(*) FROM scenelog_events WHERE project = %s "
+            "AND (xid, position) > (%s::text::xid8, %s) AND xid < %s::text::xid8 "
+            "AND NOT pg_visible_in_snapshot(xid, %s::text::pg_snapshot)",
+            (self._log.project, str(at.xid), at.position, str(seen_xmax), at.seen),
+        ).fetchone()
+        if pending and pending[0] == 0 and (at.xid, at.position) < (seen_xmax - 1, _MAX_POSITION):
+            self._at = Position(seen_xmax - 1, _MAX_POSITION)
+        elif pending and pending[0] == 0:
+            self._at = Position(at.xid, at.position)
 
     def wait(self, timeout: float) -> None:
         deadline = time.monotonic() + max(timeout, 0.0)
@@ -178,16 +242,12 @@ class PgFeed(Feed):
 
     def lag(self) -> int:
         log = self._log
-        sql = (
-            "SELECT count(*) FROM scenelog_events WHERE project = %s "
-            "AND (xid, position) > (%s::text::xid8, %s)"
-        )
-        params: list[object] = [log.project, str(self._xid), self._pos]
-        if self._episode:
-            sql += " AND starts_with(batch_id, %s)"
-            params.append(self._episode + "_")
+        at = self._at
+        also, extra = self._where()
         with log.connections.connection() as conn:
-            row = conn.execute(sql, params).fetchone()
+            row = conn.execute(
+                _LAG_SQL.format(also=also), [log.project, str(at.xid), at.position, *extra]
+            ).fetchone()
         return int(row[0]) if row else 0
 
     def close(self) -> None:
