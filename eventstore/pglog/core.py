@@ -390,30 +390,48 @@ class _PgSession(LogSession):
     def begin(self) -> None:
         """BEGIN, take the batch's lock under ``lock_timeout``, catch up with the table."""
         import psycopg
+        from psycopg import sql
 
         conn = self._conn
+        log = self._log
         millis = max(1, int(self._timeout * 1000))  # 0 would mean "wait for ever"
+        known = log._known(self.batch_id)
+        # One round trip, four statements (simple protocol, values quoted by psycopg):
+        # the last one takes its snapshot after the lock wait, so it sees every
+        # command committed before the lock was granted.
+        query = sql.SQL(
+            "BEGIN; SET LOCAL lock_timeout = {millis}; SELECT pg_advisory_xact_lock({key}); "
+            "SELECT seq, line FROM scenelog_events WHERE project = {project} "
+            "AND batch_id = {batch} AND seq >= {since} ORDER BY seq"
+        ).format(
+            millis=sql.Literal(f"{millis}ms"),
+            key=sql.Literal(self._key),
+            project=sql.Literal(log.project),
+            batch=sql.Literal(self.batch_id),
+            since=sql.Literal(known.seq if known else 0),
+        )
         self._open = True
         try:
-            # One round trip (simple protocol, no parameters: both numbers are ours).
-            conn.execute(
-                f"BEGIN; SET LOCAL lock_timeout = '{millis}ms'; "
-                f"SELECT pg_advisory_xact_lock({int(self._key)})".encode()
-            )
+            cursor = conn.execute(query)
         except psycopg.errors.LockNotAvailable as e:
             self.rollback()
             holder = lock_holder(conn, self._key)
             raise LockTimeout(
                 f"batch {self.batch_id} is locked: waited {self._timeout:g}s at "
-                f"{self._log.label}; another writer holds it ({describe_holder(holder)}) — "
+                f"{log.label}; another writer holds it ({describe_holder(holder)}) — "
                 "retry, or find the hung client holding the lock",
-                path=self._log.where(self.batch_id),
+                path=log.where(self.batch_id),
                 timeout=self._timeout,
                 batch_id=self.batch_id,
                 holder=holder,
             ) from e
-        # A separate statement: its snapshot is taken after the lock wait.
-        self._cached = self._log._catch_up(conn, self.batch_id)
+        except BaseException:
+            self.rollback()
+            raise
+        while cursor.nextset():
+            pass
+        rows = cursor.fetchall()
+        self._cached = log._catch_up(conn, self.batch_id, known, rows)
 
     def rollback(self) -> None:
         if self._open:
@@ -616,18 +634,28 @@ class PgLogCore(EventLog):
         with self._cache_guard:
             self._cache.pop(batch_id, None)
 
-    def _catch_up(self, conn: psycopg.Connection[Any], batch_id: str) -> _Cached:
-        """Under the batch lock: the cached state brought up to the table, checked."""
+    def _known(self, batch_id: str) -> _Cached | None:
+        """A private copy of what this instance folded of the batch (None: nothing)."""
         with self._cache_guard:
             known = self._cache.get(batch_id)
-        cached = _Cached(known.fold.copy(), known.last_hash) if known and known.seq else None
-        rows: list[tuple[int, str]] = []
+        return _Cached(known.fold.copy(), known.last_hash) if known and known.seq else None
+
+    def _catch_up(
+        self,
+        conn: psycopg.Connection[Any],
+        batch_id: str,
+        known: _Cached | None,
+        rows: list[tuple[int, str]],
+    ) -> _Cached:
+        """Under the batch lock: ``known`` brought up to the table, checked.
+
+        ``rows`` are the batch's rows from ``known.seq`` on (all rows when
+        ``known`` is None), read by a statement that began after the lock was
+        granted. When the row at ``known.seq`` no longer has the hash this
+        instance saw (a restored database), the batch is read again whole.
+        """
+        cached = known
         if cached is not None:
-            rows = conn.execute(
-                "SELECT seq, line FROM scenelog_events WHERE project = %s AND batch_id = %s "
-                "AND seq >= %s ORDER BY seq",
-                (self.project, batch_id, cached.seq),
-            ).fetchall()
             first = rows[0] if rows else None
             if (
                 first
@@ -637,13 +665,13 @@ class PgLogCore(EventLog):
                 rows = rows[1:]
             else:
                 cached = None  # the table is not what this instance saw (restored?): start over
+                rows = conn.execute(
+                    "SELECT seq, line FROM scenelog_events WHERE project = %s AND batch_id = %s "
+                    "ORDER BY seq",
+                    (self.project, batch_id),
+                ).fetchall()
         if cached is None:
             cached = _Cached(Fold(batch_id, path=self.where(batch_id)))
-            rows = conn.execute(
-                "SELECT seq, line FROM scenelog_events WHERE project = %s AND batch_id = %s "
-                "ORDER BY seq",
-                (self.project, batch_id),
-            ).fetchall()
         if rows:
             try:
                 self._absorb(cached, rows, batch_id)
