@@ -259,8 +259,6 @@ class LogSession(ABC):
         return self.read_scene(name).scene_id
 
 
-
-
 class Feed(ABC):
     """The project's events after a position, for watchers; never skips one.
 
