@@ -11,10 +11,13 @@ reach it over TCP), with ``fsync=off``; it is stopped with
 create databases), that server is used instead and nothing is started.
 Without server binaries, the tests that need one are skipped with the reason.
 
-``pg_url`` (per test) is a fresh database with the scenelog schema, created
-from a template database, so tests never see each other's events: the URL
-is a root (``SceneVersionStore(..., root=pg_url)``). ``pg_empty_url`` is a
-fresh database without the schema.
+``pg_url`` (per test) is a fresh store: a schema of its own in one tests
+database, named by the URL's ``search_path`` (``options=-csearch_path=…``),
+so tests never see each other's events: the URL is a root
+(``SceneVersionStore(..., root=pg_url)``); ``pg_server.over_tcp(url)`` is
+the same store over TCP. ``pg_empty_url`` is a store without the scenelog
+tables. ``pg_server.new_database()`` makes a whole database (from a template
+with the schema) for tests that need one.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
@@ -37,6 +40,7 @@ import pytest
 __all__ = ["PgServer", "database_url", "pg_empty_url", "pg_server", "pg_url", "server_binaries"]
 
 _TEMPLATE = "scenelog_template"
+_TESTS_DB = "scenelog_tests"
 _START_DEADLINE = 30.0
 _counter = itertools.count(1)
 
@@ -72,11 +76,14 @@ class PgServer:
     tcp_url: str
     """The same over TCP on 127.0.0.1 (equal to ``url`` for ``$SCENELOG_TEST_PG``)."""
 
-    def admin(self, sql: str) -> None:
-        """Run one statement in the maintenance database, autocommit."""
+    _tcp: dict[str, str] = field(default_factory=dict)
+
+    def admin(self, sql: str, *, dbname: str | None = None) -> None:
+        """Run one statement in the maintenance database (or ``dbname``), autocommit."""
         import psycopg
 
-        with psycopg.connect(self.url, autocommit=True) as conn:
+        url = self.url if dbname is None else self.url_of(dbname)
+        with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(sql.encode())
 
     def new_database(self, *, schema: bool = True) -> str:
@@ -88,6 +95,35 @@ class PgServer:
 
     def url_of(self, dbname: str, *, tcp: bool = False) -> str:
         return database_url(self.tcp_url if tcp else self.url, dbname)
+
+    def new_store(self, *, schema: bool = True) -> str:
+        """A fresh store as a root URL: a schema of its own in the tests' database.
+
+        The URL sets ``search_path`` (``options=-csearch_path=NAME``), so the
+        store's tables live in that schema; with ``schema=False`` the schema
+        is empty (no scenelog tables). Much faster than a database per test.
+        """
+        name = f"t{os.getpid()}_{next(_counter)}"
+        self.admin(f'CREATE SCHEMA "{name}"', dbname=_TESTS_DB)
+        url = _with_search_path(self.url_of(_TESTS_DB), name)
+        self._tcp[url] = _with_search_path(self.url_of(_TESTS_DB, tcp=True), name)
+        if schema:
+            from eventstore.pglog.schema import init_schema
+
+            init_schema(url)
+        return url
+
+    def over_tcp(self, url: str) -> str:
+        """The root URL of a store made by :meth:`new_store`, over TCP on 127.0.0.1."""
+        return self._tcp[url]
+
+    def drop_store(self, url: str) -> None:
+        name = url.rsplit("%3D", 1)[1]
+        self.admin(f'DROP SCHEMA IF EXISTS "{name}" CASCADE', dbname=_TESTS_DB)
+
+
+def _with_search_path(url: str, schema: str) -> str:
+    return url + ("&" if "?" in url else "?") + "options=-csearch_path%3D" + schema
 
 
 def _run_as_postgres(*args: str, timeout: float = _START_DEADLINE) -> None:
@@ -180,6 +216,8 @@ def _make_template(server: PgServer) -> None:
     server.admin(f'DROP DATABASE IF EXISTS "{_TEMPLATE}"')
     server.admin(f'CREATE DATABASE "{_TEMPLATE}" TEMPLATE template0')
     init_schema(server.url_of(_TEMPLATE))
+    server.admin(f'DROP DATABASE IF EXISTS "{_TESTS_DB}" WITH (FORCE)')
+    server.admin(f'CREATE DATABASE "{_TESTS_DB}" TEMPLATE template0')
 
 
 @pytest.fixture(scope="session")
@@ -201,20 +239,20 @@ def pg_server() -> Iterator[PgServer]:
 
 
 def _fresh(server: PgServer, *, schema: bool) -> Iterator[str]:
-    name = server.new_database(schema=schema)
-    yield server.url_of(name)
+    url = server.new_store(schema=schema)
+    yield url
     if os.environ.get("SCENELOG_TEST_PG"):  # a throwaway cluster goes away whole
         with contextlib.suppress(Exception):
-            server.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            server.drop_store(url)
 
 
 @pytest.fixture
 def pg_url(pg_server: PgServer) -> Iterator[str]:
-    """A fresh database with the scenelog schema, as a root URL (unix socket)."""
+    """A fresh store with the scenelog schema, as a root URL (unix socket)."""
     yield from _fresh(pg_server, schema=True)
 
 
 @pytest.fixture
 def pg_empty_url(pg_server: PgServer) -> Iterator[str]:
-    """A fresh database without the scenelog schema."""
+    """A fresh store without the scenelog schema."""
     yield from _fresh(pg_server, schema=False)

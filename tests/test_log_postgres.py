@@ -17,7 +17,15 @@ pytest.importorskip("psycopg")
 
 import psycopg
 
-from eventstore import ConsumerBusy, EventLog, FileLog, Layout, LockTimeout, RuleViolation
+from eventstore import (
+    ConsumerBusy,
+    EventLog,
+    FileLog,
+    Layout,
+    LockTimeout,
+    RuleViolation,
+    StoreIOError,
+)
 from eventstore.events import Event
 from eventstore.log import line_hash
 from eventstore.pglog import (
@@ -121,24 +129,30 @@ def test_writer_and_reader_roles_of_the_docs_get_only_their_privileges(logs: _Lo
     log = logs.new()
     with log.session(BATCH) as session:
         session.append([appended(1)])
-    grants = [
-        "CREATE ROLE scenelog_writer NOLOGIN",
-        "CREATE ROLE scenelog_reader NOLOGIN",
-        "GRANT SELECT, INSERT ON scenelog_events, scenelog_bodies TO scenelog_writer",
-        "GRANT SELECT, INSERT, UPDATE ON scenelog_heads TO scenelog_writer",
-        "GRANT SELECT, INSERT, UPDATE, DELETE ON scenelog_checkpoints TO scenelog_writer",
-        "GRANT SELECT ON ALL TABLES IN SCHEMA public TO scenelog_reader",
-    ]
     with psycopg.connect(logs.url, autocommit=True) as conn:
+        row = conn.execute("SELECT current_schema()").fetchone()
+        assert row is not None
+        schema = row[0]
+        writer, reader = f"{schema}_writer", f"{schema}_reader"
+        grants = [  # as docs/POSTGRES.md gives them
+            f"CREATE ROLE {writer} LOGIN",
+            f"CREATE ROLE {reader} LOGIN",
+            f"GRANT USAGE ON SCHEMA {schema} TO {writer}, {reader}",
+            f"GRANT SELECT, INSERT ON scenelog_events, scenelog_bodies TO {writer}",
+            f"GRANT SELECT, INSERT, UPDATE ON scenelog_heads TO {writer}",
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON scenelog_checkpoints TO {writer}",
+            f"GRANT SELECT ON scenelog_schema TO {writer}",
+            f"GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {reader}",
+        ]
         for sql in grants:
             conn.execute(sql.encode())
-        conn.execute("SET ROLE scenelog_writer")
+        conn.execute(f"SET ROLE {writer}".encode())
         for sql in ("UPDATE scenelog_events SET seq = seq", "DELETE FROM scenelog_events"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied"):
                 conn.execute(sql)
         conn.execute("SELECT count(*) FROM scenelog_events")
         conn.execute("RESET ROLE")
-        conn.execute("SET ROLE scenelog_reader")
+        conn.execute(f"SET ROLE {reader}".encode())
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied"):
             conn.execute(
                 "INSERT INTO scenelog_events (project, batch_id, seq, event_id, line) "
@@ -146,6 +160,20 @@ def test_writer_and_reader_roles_of_the_docs_get_only_their_privileges(logs: _Lo
             )
         row = conn.execute("SELECT count(*) FROM scenelog_events").fetchone()
         assert row == (1,)
+    # Through the store's code: the writer appends; the reader reads and is refused.
+    as_writer = _Logs(logs.url.replace("postgres@", f"{writer}@", 1))
+    as_reader = _Logs(logs.url.replace("postgres@", f"{reader}@", 1))
+    try:
+        with as_writer.new().session(BATCH) as session:
+            session.write_body(f"{BATCH}.v002.json", b"{}")
+            session.append([appended(2)])
+        assert [e.seq for e in as_reader.new().read(BATCH)] == [1, 2]
+        reading = as_reader.new()
+        with pytest.raises(StoreIOError, match="permission denied"), reading.session(BATCH) as s:
+            s.append([derived(2)])
+    finally:
+        as_writer.close()
+        as_reader.close()
 
 
 # ── the line format ─────────────────────────────────────────────────────────
@@ -260,8 +288,7 @@ print("ok")
 
 
 def test_r14_writer_processes_over_tcp_serialize(pg_server: PgServer, logs: _Logs) -> None:  # noqa: F811
-    dbname = logs.url.split("?")[0].rsplit("/", 1)[1]
-    tcp = pg_server.url_of(dbname, tcp=True)
+    tcp = pg_server.over_tcp(logs.url)
     assert "127.0.0.1" in tcp
     import subprocess
     import sys
@@ -537,3 +564,72 @@ def test_feed_opened_now_during_a_command_delivers_it_and_nothing_older(logs: _L
         assert feed.lag() == 0
     finally:
         feed.close()
+
+
+_FEED_WRITER = """
+import sys
+from eventstore.pglog import open_pg
+from tests.log_contract import appended
+url, batch, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+log = open_pg(url, "show")
+for i in range(count):
+    with log.session(batch) as session:
+        top = session.fold.max_version
+        if i % 5 == 4:  # a command of two events now and then: delivered whole
+            session.append([appended(top + 1, batch), appended(top + 2, batch)])
+        else:
+            session.append([appended(top + 1, batch)])
+print("ok")
+"""
+
+
+def test_gap_four_writer_processes_over_tcp_while_a_feed_follows_miss_nothing(
+    pg_server: PgServer,  # noqa: F811
+    logs: _Logs,
+) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from tests.helpers import REPO, child_env
+
+    tcp = pg_server.over_tcp(logs.url)
+    batches = [f"ep_001_BATCH_{n:03d}" for n in range(1, 5)]
+    commands = 60
+    per_batch_events = commands + commands // 5
+    feed = logs.new().feed(None, start="now")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _FEED_WRITER, tcp, batch, str(commands)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=child_env(),
+            cwd=str(REPO),
+        )
+        for batch in batches
+    ]
+    seen: dict[str, list[int]] = {b: [] for b in batches}
+    try:
+        deadline = time.monotonic() + DEADLINE
+        total = per_batch_events * len(batches)
+        count = 0
+        while count < total and time.monotonic() < deadline:
+            for item in feed.read():
+                seen[item.batch_id].append(item.event.seq)
+                count += 1
+            if count < total:
+                feed.wait(1.0)
+        for p in procs:
+            _out, err = p.communicate(timeout=DEADLINE)
+            assert p.returncode == 0, err
+        for item in feed.read():  # nothing more may come
+            seen[item.batch_id].append(item.event.seq)
+    finally:
+        feed.close()
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for batch in batches:
+        assert seen[batch] == list(range(1, per_batch_events + 1)), batch  # in order, no gap

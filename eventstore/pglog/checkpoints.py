@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from eventstore.errors import ConsumerBusy
-from eventstore.pglog.core import _application_name, advisory_key, describe_holder, lock_holder
+from eventstore.pglog.core import _application_name, describe_holder, lock_holder
 
 if TYPE_CHECKING:
     from eventstore.pglog.core import PgLogCore
@@ -66,7 +66,7 @@ def names(log: PgLogCore) -> list[str]:
 @contextlib.contextmanager
 def claim(log: PgLogCore, consumer: str) -> Iterator[None]:
     """Hold ``consumer`` exclusively across every host using the database."""
-    key = advisory_key("consumer", log.project, consumer)
+    key = log.key("consumer", consumer)
     conn = log.connections.dedicated(application_name=_application_name("watch"))
     try:
         row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()

@@ -114,9 +114,14 @@ def redact(url: str) -> str:
     return _QUERY_PW.sub(r"\1***", _USERINFO_PW.sub(r"\1:***@", url))
 
 
-def advisory_key(kind: str, project: str, name: str) -> int:
-    """The bigint advisory-lock key of a batch (``kind="batch"``) or a consumer name."""
-    digest = hashlib.blake2b(f"scenelog\0{kind}\0{project}\0{name}".encode(), digest_size=8)
+def advisory_key(kind: str, namespace: str, project: str, name: str) -> int:
+    """The bigint advisory-lock key of a batch (``kind="batch"``) or a consumer name.
+
+    Advisory locks are per database: ``namespace`` (the schema the store's
+    tables are in) keeps two stores of one database apart.
+    """
+    text = f"scenelog\0{kind}\0{namespace}\0{project}\0{name}"
+    digest = hashlib.blake2b(text.encode(), digest_size=8)
     return int.from_bytes(digest.digest(), "big", signed=True)
 
 
@@ -219,6 +224,12 @@ class Connections:
         self._guard = threading.Lock()
         self._pool: ConnectionPool[Any] | None = None
         self._pid = -1
+        self._namespace = ""
+
+    def namespace(self) -> str:
+        """The schema holding the store's tables (``search_path``), checked with the schema."""
+        self.pool()
+        return self._namespace
 
     def _unavailable(self, e: BaseException) -> DatabaseUnavailable:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -236,8 +247,10 @@ class Connections:
             with psycopg.connect(self.conninfo, autocommit=True, connect_timeout=10) as conn:
                 row = conn.execute(
                     "SELECT to_regclass('scenelog_schema') IS NOT NULL, "
-                    "to_regclass('scenelog_events') IS NOT NULL"
+                    "coalesce((SELECT relnamespace::regnamespace::text FROM pg_class "
+                    "WHERE oid = to_regclass('scenelog_events')), current_schema(), '')"
                 ).fetchone()
+                self._namespace = str(row[1]) if row else ""
                 found = 0
                 if row and row[0]:
                     got = conn.execute("SELECT coalesce(max(version), 0) FROM scenelog_schema")
@@ -377,7 +390,7 @@ class _PgSession(LogSession):
         self.batch_id = batch_id
         self._episode = _episode_of(batch_id)
         self._timeout = timeout
-        self._key = advisory_key("batch", log.project, batch_id)
+        self._key = log.key("batch", batch_id)
         self._cached = _Cached(Fold(batch_id, path=log.where(batch_id)))
         self._open = False
 
@@ -616,6 +629,10 @@ class PgLogCore(EventLog):
     def __repr__(self) -> str:
         return f"PgLog({self.label!r}, {self.project!r})"
 
+    def key(self, kind: str, name: str) -> int:
+        """The advisory-lock key of a batch or consumer of this store."""
+        return advisory_key(kind, self.connections.namespace(), self.project, name)
+
     def where(self, batch_id: str, name: str | None = None) -> str:
         """How findings name the batch's log (or one of its bodies): no password."""
         base = f"{self.label} {self.project}/{batch_id}"
@@ -805,7 +822,7 @@ class PgLogCore(EventLog):
         return None if row is None else Head(int(row[0]), row[1])
 
     def busy(self, batch_id: str) -> bool:
-        key = advisory_key("batch", self.project, batch_id)
+        key = self.key("batch", batch_id)
         with self.connections.connection() as conn:
             row = conn.execute(
                 "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' "
