@@ -117,6 +117,15 @@ class PgServer:
         """The root URL of a store made by :meth:`new_store`, over TCP on 127.0.0.1."""
         return self._tcp[url]
 
+    def reset_store(self, url: str) -> None:
+        """Drop the store's tables and make them again, empty (a restore of an empty backup)."""
+        from eventstore.pglog.schema import init_schema
+
+        self.drop_store(url)
+        name = url.rsplit("%3D", 1)[1]
+        self.admin(f'CREATE SCHEMA "{name}"', dbname=_TESTS_DB)
+        init_schema(url)
+
     def drop_store(self, url: str) -> None:
         name = url.rsplit("%3D", 1)[1]
         self.admin(f'DROP SCHEMA IF EXISTS "{name}" CASCADE', dbname=_TESTS_DB)

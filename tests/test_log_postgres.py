@@ -74,10 +74,16 @@ class TestPgLogContract(EventLogContract):
     processes = True
 
     @pytest.fixture(autouse=True)
-    def _database(self, logs: _Logs) -> None:
+    def _database(self, logs: _Logs, pg_server: PgServer) -> None:  # noqa: F811
         self._logs = logs
+        self._server = pg_server
 
     def make_log(self, tmp_path: Path) -> EventLog:
+        return self._logs.new()
+
+    def forget(self, tmp_path: Path) -> EventLog:
+        """The store restored from an empty backup: its tables dropped and made again."""
+        self._server.reset_store(self._logs.url)
         return self._logs.new()
 
     def root(self, tmp_path: Path) -> str:
@@ -553,14 +559,14 @@ def test_feed_opened_now_during_a_command_delivers_it_and_nothing_older(logs: _L
         with log.session(BATCH) as session:
             session.append([appended(2)])  # committed before the feed opens
         feed = logs.new().feed(None, start="now")
-        assert ":" in feed.position.split(":", 3)[3]  # the snapshot travels in the position
+        assert ":s" in feed.position  # the snapshot travels in the position
         in_flight.append([appended(1, OTHER)])
     try:
         assert [(i.batch_id, i.event.seq) for i in feed.read()] == [(OTHER, 1)]
         with log.session(BATCH) as session:
             session.append([derived(2)])
         assert [(i.batch_id, i.event.seq) for i in feed.read()] == [(BATCH, 3)]
-        assert feed.position.count(":") == 2  # every transaction in flight has ended
+        assert ":s" not in feed.position  # every transaction in flight has ended
         assert feed.lag() == 0
     finally:
         feed.close()

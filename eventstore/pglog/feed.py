@@ -6,7 +6,7 @@ Invariants:
   position, was delivered. It is opaque to callers and durable (xids never
   go backwards in a cluster, 64-bit with epoch). A feed opened "now" while
   transactions were in flight carries that snapshot too
-  (``pg:<xid>:<position>:<xmin>:<xmax>:<xip,…>``): the events visible in it
+  (``pg:<xid>:<position>:s<xmin>:<xmax>:<xip,…>``): the events visible in it
   count as delivered, those of the transactions in flight do not; it is
   dropped once every one of those has ended and been delivered.
 - :meth:`PgFeed.read` delivers only rows whose ``xid`` is below
@@ -22,14 +22,19 @@ Invariants:
   read (so no NOTIFY between a read and a wait is missed); writers NOTIFY
   after COMMIT. A slow poll (``SLOW_POLL`` seconds) covers a lost NOTIFY or
   a broken listener; ``poll=`` asks for polling only.
-- R28: a position whose xid the database has not reached yet means the
-  database is older than the checkpoint (restored from backup, or another
-  database): the feed warns and delivers the project again from the start.
+- R28: a position names the event it was taken after (``:e<event_id>``).
+  When the feed opens, that event must still be at that (xid, position),
+  and the xid one the cluster has reached; otherwise the database is not
+  the one the position was taken on (restored from an older backup, or
+  another database): the feed warns once, naming the batches, and delivers
+  the project again from the start. (A restore under a running feed is
+  noticed when the watcher restarts.)
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -69,38 +74,39 @@ _EPISODE = "AND starts_with(batch_id, %s)"
 
 
 class Position(NamedTuple):
-    """Where a feed stands: after (xid, position); ``seen``: a snapshot whose events count
-    as delivered too (a feed opened "now" while transactions were in flight)."""
+    """Where a feed stands: after (xid, position), the row of event ``event_id``;
+    ``seen``: a snapshot whose events count as delivered too (a feed opened
+    "now" while transactions were in flight)."""
 
     xid: int
     position: int
     seen: str | None = None
+    event_id: str | None = None
+
+
+_POSITION_RE = re.compile(r"pg:([0-9]+):([0-9]+)(?::e([0-9A-Za-z_-]{1,64}))?(?::s([0-9:,]+))?")
 
 
 def format_position(at: Position) -> str:
     text = f"pg:{at.xid}:{at.position}"
-    return f"{text}:{at.seen}" if at.seen else text
+    if at.event_id:
+        text += f":e{at.event_id}"
+    if at.seen:
+        text += f":s{at.seen}"
+    return text
 
 
 def parse_position(text: str) -> Position:
     """A feed position's parts; InvalidInput for anything else."""
-    parts = text.split(":", 3)
-    snapshot_ok = len(parts) == 3 or (
-        len(parts) == 4 and all(c.isdigit() or c in ":," for c in parts[3])
-    )
-    if (
-        len(parts) < 3
-        or parts[0] != "pg"
-        or not parts[1].isdigit()
-        or not parts[2].isdigit()
-        or not snapshot_ok
-    ):
+    match = _POSITION_RE.fullmatch(text)
+    if match is None:
         raise InvalidInput(
             f"feed position {text!r} is not one of the PostgreSQL backend's (pg:XID:POSITION); "
             "it belongs to another backend — reset the consumer (`scenelog consumers`)",
             value=text,
         )
-    return Position(int(parts[1]), int(parts[2]), parts[3] if len(parts) == 4 else None)
+    xid, position, event_id, seen = match.groups()
+    return Position(int(xid), int(position), seen, event_id)
 
 
 class PgFeed(Feed):
@@ -135,12 +141,13 @@ class PgFeed(Feed):
         at = Position(0, 0)
         if position is not None:
             at = parse_position(position)
-            if at.xid >= xmax:
+            if not self._still_there(at, xmax):
                 if warn is not None:
                     warn(
-                        f"the database at {log.label} has not reached this feed's position "
-                        f"{position} (restored from an older backup, or another database): "
-                        f"delivering project {log.project} again from the beginning"
+                        f"scenelog: warning: the database at {log.label} no longer holds the "
+                        f"event at this feed's position (restored from an older backup, or "
+                        f"another database): delivering project {log.project} again from the "
+                        f"beginning ({self._batch_list()})"
                     )
                 at = Position(0, 0)
         elif start == "now":
@@ -152,6 +159,28 @@ class PgFeed(Feed):
     @property
     def position(self) -> str:
         return format_position(self._at)
+
+    def _still_there(self, at: Position, xmax: int) -> bool:
+        """R28: whether the database still holds the event the position was taken after."""
+        if at.xid >= xmax:
+            return False  # a transaction id this cluster has not reached
+        if at.event_id is None:
+            return True
+        with self._log.connections.connection() as conn:
+            row = conn.execute(
+                "SELECT event_id FROM scenelog_events WHERE project = %s "
+                "AND xid = %s::text::xid8 AND position = %s",
+                (self._log.project, str(at.xid), at.position),
+            ).fetchone()
+        return row is not None and row[0] == at.event_id
+
+    def _batch_list(self) -> str:
+        log = self._log
+        found = [b for episode in log.episodes() for b in log.batches(episode)]
+        if self._episode:
+            found = [b for b in found if b.startswith(self._episode + "_")]
+        shown = ", ".join(found[:20]) + (f" and {len(found) - 20} more" if len(found) > 20 else "")
+        return f"batches: {shown}" if found else "it holds no batch now"
 
     def _where(self) -> tuple[str, list[object]]:
         at = self._at
@@ -188,7 +217,7 @@ class PgFeed(Feed):
                 ).fetchall()
             for xid_text, pos, batch_id, line in rows:
                 event = log._decode(line.encode(), -1, batch_id)
-                self._at = Position(int(xid_text), pos, self._at.seen)
+                self._at = Position(int(xid_text), pos, self._at.seen, event.event_id)
                 items.append(FeedItem(batch_id, event, self.position))
             if len(rows) < _BATCH_ROWS:
                 return items
@@ -212,7 +241,7 @@ class PgFeed(Feed):
         if pending and pending[0] == 0 and (at.xid, at.position) < (seen_xmax - 1, _MAX_POSITION):
             self._at = Position(seen_xmax - 1, _MAX_POSITION)
         elif pending and pending[0] == 0:
-            self._at = Position(at.xid, at.position)
+            self._at = Position(at.xid, at.position, None, at.event_id)
 
     def wait(self, timeout: float) -> None:
         deadline = time.monotonic() + max(timeout, 0.0)
