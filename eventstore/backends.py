@@ -15,7 +15,8 @@ import threading
 from pathlib import Path
 
 from eventstore.errors import InvalidInput
-from eventstore.layout import Layout, resolve_root, validate_project
+from eventstore.filelog.paths import Layout
+from eventstore.layout import resolve_root, validate_project
 from eventstore.log import EventLog
 
 __all__ = ["open_backend", "root_label"]

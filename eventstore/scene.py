@@ -32,7 +32,7 @@ from typing import Any
 import msgspec
 
 from eventstore.errors import DamagedBody, SceneFormatError
-from eventstore.fsio import write_once
+from eventstore.filelog.fsio import write_once
 
 __all__ = [
     "DEFAULT_MAX_SCENE_BYTES",

@@ -84,7 +84,7 @@ from eventstore.rules import (
 from eventstore.scene import Scene, structure_fingerprint
 
 if TYPE_CHECKING:
-    from eventstore.layout import Layout
+    from eventstore.filelog.paths import Layout
 
 __all__ = ["KINDS", "STATES", "CandidateResult", "SceneVersionStore"]
 

@@ -46,7 +46,7 @@ from eventstore import (
 )
 from eventstore.errors import SceneFormatError
 from eventstore.events import EVENT_TYPES
-from eventstore.layout import Layout, normalize_episode, validate_batch_id, validate_version
+from eventstore.layout import normalize_episode, validate_batch_id, validate_version
 from eventstore.log import EventLog, open_log
 from eventstore.rules import flat_name
 from projections.diff import SceneDiff, diff_scenes
@@ -217,17 +217,6 @@ class Projection:
 
     def __repr__(self) -> str:
         return f"Projection({self.project!r}, root={self.log.label!r})"
-
-    @property
-    def layout(self) -> Layout:
-        """The file backend's folders, for scripts that still build paths (deprecated).
-
-        InvalidInput on a backend without folders; read through the methods instead.
-        """
-        layout = getattr(self.log, "layout", None)
-        if not isinstance(layout, Layout):
-            raise InvalidInput(f"{self.log.label} is not a folder: it has no file layout")
-        return layout
 
     # ── one batch ───────────────────────────────────────────────────────────
 

@@ -28,7 +28,8 @@ LEGACY = "ep_001_BATCH_005"
 CHILD = """
 import os, signal, sys
 from eventstore import SceneVersionStore
-from eventstore import fsio, store as store_module
+from eventstore.filelog import fsio
+from eventstore import store as store_module
 from eventstore.filelog import core as log
 from tests.helpers import scene
 

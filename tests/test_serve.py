@@ -24,7 +24,7 @@ pytest.importorskip("litestar", reason="scenelog serve needs the serve extra (li
 pytest.importorskip("uvicorn", reason="scenelog serve needs the serve extra (uvicorn)")
 
 from eventstore import SceneVersionStore
-from eventstore.layout import Layout
+from eventstore.filelog.paths import Layout
 from projections import Projection
 from projections.cli import cli
 from projections.http import BackgroundServer, ServeConfig, shapes
@@ -312,7 +312,7 @@ def test_issue14_every_endpoint_answers_while_a_batch_lock_is_held(
         [
             sys.executable,
             "-c",
-            "import sys\nfrom pathlib import Path\nfrom eventstore.lock import batch_lock\n"
+            "import sys\nfrom pathlib import Path\nfrom eventstore.filelog.lock import batch_lock\n"
             "with batch_lock(Path(sys.argv[1]), timeout=5):\n"
             "    print('held', flush=True)\n    sys.stdin.read()\n",
             str(lock),

@@ -62,7 +62,9 @@ def test_item2_verify_names_no_file_and_imports_no_backend() -> None:
                 assert not [
                     n
                     for n in names
-                    if n.startswith(("eventstore.filelog", "eventstore.fsio", "eventstore.lock"))
+                    if n.startswith(
+                        ("eventstore.filelog", "eventstore.filelog.fsio", "eventstore.filelog.lock")
+                    )
                     or n in ("eventstore.views", "Layout", "FileLog")
                 ], (module.name, names)
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "open":

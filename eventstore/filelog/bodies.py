@@ -11,7 +11,7 @@ Invariants:
 from __future__ import annotations
 
 from eventstore.errors import BodyMissing
-from eventstore.layout import BatchPaths
+from eventstore.filelog.paths import BatchPaths
 
 __all__ = ["body_names", "read_body_file"]
 

@@ -33,8 +33,8 @@ from typing import Any
 
 from eventstore.errors import ConsumerBusy, DamagedStore, InvalidInput, StoreIOError
 from eventstore.events import utc_now
-from eventstore.fsio import os_errors, replace_atomic
-from eventstore.layout import Layout
+from eventstore.filelog.fsio import os_errors, replace_atomic
+from eventstore.filelog.paths import Layout
 
 __all__ = ["claim", "consumer_dir", "delete", "load", "names", "save"]
 

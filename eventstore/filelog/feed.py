@@ -57,7 +57,8 @@ import watchfiles
 from eventstore.errors import DamagedLog, InvalidInput
 from eventstore.events import Event, decode_event
 from eventstore.filelog.core import tail_position
-from eventstore.layout import Layout, validate_batch_id
+from eventstore.filelog.paths import Layout
+from eventstore.layout import validate_batch_id
 from eventstore.log import Feed, FeedItem, split_committed
 
 __all__ = ["READ_LIMIT", "RESCAN_SECONDS", "FileFeed", "event_ending_at", "open_feed"]

@@ -30,8 +30,9 @@ from pathlib import Path
 
 import msgspec
 
-from eventstore.fsio import replace_unless_newer
-from eventstore.layout import BatchPaths, Layout, validate_batch_id
+from eventstore.filelog.fsio import replace_unless_newer
+from eventstore.filelog.paths import BatchPaths, Layout
+from eventstore.layout import validate_batch_id
 from eventstore.log import BodyLook, SnapshotLook, Stray
 from eventstore.manifest import Manifest, decode_manifest, encode_manifest
 

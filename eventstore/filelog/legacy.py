@@ -28,8 +28,8 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 from eventstore.filelog import views
-from eventstore.fsio import os_errors, write_once
-from eventstore.layout import BatchPaths, Layout
+from eventstore.filelog.fsio import os_errors, write_once
+from eventstore.filelog.paths import BatchPaths, Layout
 from eventstore.manifest import Fold
 
 __all__ = [

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from eventstore.layout import BatchPaths
+from eventstore.filelog.paths import BatchPaths
 
 __all__ = ["LIMIT", "Listings", "highest_on_disk"]
 

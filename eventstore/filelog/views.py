@@ -60,8 +60,8 @@ from eventstore.errors import (
     UnimportedManifest,
 )
 from eventstore.events import Event
-from eventstore.fsio import os_errors, replace_atomic, replace_unless_newer
-from eventstore.layout import BatchPaths
+from eventstore.filelog.fsio import os_errors, replace_atomic, replace_unless_newer
+from eventstore.filelog.paths import BatchPaths
 from eventstore.manifest import Fold, Manifest, decode_manifest, encode_manifest, fold
 
 __all__ = [

@@ -21,7 +21,7 @@ import msgspec
 
 from eventstore import SceneVersionStore
 from eventstore.layout import batch_episode
-from eventstore.lock import DEFAULT_LOCK_TIMEOUT
+from eventstore.filelog.lock import DEFAULT_LOCK_TIMEOUT
 from projections.cli.errors import UsageError
 from projections.projection import Projection
 

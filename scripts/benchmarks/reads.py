@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from eventstore import SceneVersionStore
+from eventstore import FileLog, SceneVersionStore
 from eventstore.events import decode_lines
+from eventstore.filelog.paths import Layout
 from projections import Projection
 
 from .fixtures import PROJECT, big_log, no_fsync, scene
@@ -26,7 +27,7 @@ MANIFEST_READS = 2000
 def fold_timer(root: Path, batch: str) -> Callable[[], float]:
     """Seconds for a reader's manifest of ``batch`` with its view deleted (a full fold)."""
     reader = Projection(PROJECT, root=root)
-    view = reader.layout.batch(batch).view
+    view = _layout(reader).batch(batch).view
 
     def timed() -> float:
         view.unlink(missing_ok=True)
@@ -104,9 +105,9 @@ def row_episode(root: Path, rounds: int) -> Row:
             store7.write_scene_candidate(batch, scene(batch, 8))
     reader = Projection(PROJECT, root=root)
     views = [
-        reader.layout.batch(b).view
+        _layout(reader).batch(b).view
         for ep in ("ep_006", "ep_007")
-        for b in reader.layout.batch_ids(ep)
+        for b in _layout(reader).batch_ids(ep)
     ]
     assert len(views) == 2000
 
@@ -129,3 +130,10 @@ def row_episode(root: Path, rounds: int) -> Row:
         "target": "≤ 3×",
         "ok": a / b <= 3,
     }
+
+
+def _layout(reader: Projection) -> Layout:
+    """The file backend's folders of a reader (these rows measure the file backend)."""
+    log = reader.log
+    assert isinstance(log, FileLog)
+    return log.layout

@@ -50,7 +50,7 @@ from pathlib import Path
 import fasteners
 
 from eventstore.errors import LockTimeout, StoreIOError
-from eventstore.fsio import os_errors
+from eventstore.filelog.fsio import os_errors
 from eventstore.log import DEFAULT_LOCK_TIMEOUT
 
 __all__ = ["DEFAULT_LOCK_TIMEOUT", "MAX_OPEN_SIDECARS", "batch_lock", "held_identity", "still_held"]
