@@ -464,7 +464,7 @@ def test_checkpoints_are_rows_and_the_claim_is_exclusive(logs: _Logs) -> None:
     log, other = logs.new(), logs.new()
     assert log.load_checkpoint("boards") is None and log.consumers() == []
     log.save_checkpoint("boards", b"one")
-    other.save_checkpoint("boards", b"two")
+    other.save_checkpoint("boards", b"two", durable=False)
     assert log.load_checkpoint("boards") == b"two" and log.consumers() == ["boards"]
     with log.claim("boards"):
         with pytest.raises(ConsumerBusy) as info, other.claim("boards"):
@@ -639,3 +639,49 @@ def test_gap_four_writer_processes_over_tcp_while_a_feed_follows_miss_nothing(
                 p.wait()
     for batch in batches:
         assert seen[batch] == list(range(1, per_batch_events + 1)), batch  # in order, no gap
+
+
+# ── through the store and the CLI ───────────────────────────────────────────
+
+
+def test_store_projection_and_cli_on_a_postgresql_root(pg_url: str, tmp_path: Path) -> None:  # noqa: F811
+    from eventstore import SceneVersionStore
+    from projections import Projection
+    from tests.helpers import scene, scenelog
+
+    store = SceneVersionStore("show", 1, root=pg_url)
+    assert store.write_scene_candidate(BATCH, scene()) == 1
+    assert store.write_scene_candidate(BATCH, scene(tag="b")) == 2
+    assert store.conform(BATCH, 2).active_version == 2  # the fold the command holds moved on
+    assert store.mark_derived(BATCH, 2) is not None
+    assert store.revert(BATCH, 1).active_version == 1
+    view = Projection("show", root=pg_url)
+    assert view.require(BATCH).seq == 5 and view.is_fresh(BATCH)
+    assert [e.type for e in store.log.read(BATCH)] == [
+        "appended",
+        "appended",
+        "conformed",
+        "derived",
+        "reverted",
+    ]
+    shown = scenelog(pg_url, "show", BATCH)
+    assert shown.returncode == 0 and "active v1" in shown.stdout, shown.stderr
+    checked = scenelog(pg_url, "verify")
+    assert checked.returncode == 0 and "clean" in checked.stderr + checked.stdout
+
+
+def test_cli_says_to_run_db_init_and_never_shows_a_password(
+    pg_server: PgServer,  # noqa: F811
+    pg_empty_url: str,  # noqa: F811
+) -> None:
+    from tests.helpers import scenelog
+
+    empty = scenelog(pg_empty_url, "show", BATCH)
+    assert empty.returncode == 2
+    assert empty.stderr.count("\n") == 1 and "scenelog db init" in empty.stderr
+    wrong = pg_server.over_tcp(pg_empty_url).replace("postgres@", "postgres:s3cr3t-pw@", 1)
+    wrong = wrong.replace("/scenelog_tests?", "/no_such_db?", 1)
+    unreachable = scenelog(wrong, "show", BATCH)
+    assert unreachable.returncode == 4, unreachable.stderr
+    assert unreachable.stderr.count("\n") == 1 and "cannot reach the database" in unreachable.stderr
+    assert "s3cr3t" not in unreachable.stderr + unreachable.stdout

@@ -71,8 +71,8 @@ class PgLog(PgLogCore):
     def load_checkpoint(self, consumer: str) -> bytes | None:
         return checkpoints.load(self, consumer)
 
-    def save_checkpoint(self, consumer: str, data: bytes) -> None:
-        checkpoints.save(self, consumer, data)
+    def save_checkpoint(self, consumer: str, data: bytes, *, durable: bool = True) -> None:
+        checkpoints.save(self, consumer, data, durable=durable)
 
     def delete_checkpoint(self, consumer: str) -> bool:
         return checkpoints.delete(self, consumer)

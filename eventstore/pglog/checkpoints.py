@@ -35,8 +35,11 @@ def load(log: PgLogCore, consumer: str) -> bytes | None:
     return None if row is None else bytes(row[0])
 
 
-def save(log: PgLogCore, consumer: str, data: bytes) -> None:
-    with log.connections.connection() as conn:
+def save(log: PgLogCore, consumer: str, data: bytes, *, durable: bool = True) -> None:
+    """One upsert; ``durable=False`` commits it without waiting for the WAL flush."""
+    with log.connections.connection() as conn, conn.transaction():
+        if not durable:
+            conn.execute("SET LOCAL synchronous_commit = off")
         conn.execute(
             "INSERT INTO scenelog_checkpoints (project, consumer, data) VALUES (%s, %s, %s) "
             "ON CONFLICT (project, consumer) DO UPDATE SET data = EXCLUDED.data, saved_at = now()",
