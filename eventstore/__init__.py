@@ -41,8 +41,8 @@ from eventstore.events import (
     Reverted,
 )
 from eventstore.filelog import FileLog
-from eventstore.importer import ImportOutcome, import_manifests
 from eventstore.filelog.paths import BatchPaths, Layout
+from eventstore.importer import ImportOutcome, import_manifests
 from eventstore.log import EventLog, LogSession, open_log
 from eventstore.manifest import Manifest, VersionEntry, fold
 from eventstore.scene import Scene, load_scene, structure_fingerprint
