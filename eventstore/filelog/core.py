@@ -74,8 +74,8 @@ from eventstore.errors import BodyMissing, DamagedLog, RuleViolation, StoreIOErr
 from eventstore.events import Appended, Event, decode_event, decode_lines, encode_event
 from eventstore.filelog import numbering, views
 from eventstore.filelog.fsio import fsync_dir, os_errors, write_once
-from eventstore.filelog.paths import BatchPaths, Layout
 from eventstore.filelog.lock import batch_lock, held_identity, still_held
+from eventstore.filelog.paths import BatchPaths, Layout
 from eventstore.log import (
     _MORE,
     DEFAULT_LOCK_TIMEOUT,
