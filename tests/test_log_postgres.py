@@ -685,3 +685,31 @@ def test_cli_says_to_run_db_init_and_never_shows_a_password(
     assert unreachable.returncode == 4, unreachable.stderr
     assert unreachable.stderr.count("\n") == 1 and "cannot reach the database" in unreachable.stderr
     assert "s3cr3t" not in unreachable.stderr + unreachable.stdout
+
+
+def test_a_forked_child_makes_its_own_pool_and_leaves_the_parents_alone(logs: _Logs) -> None:
+    import gc
+    import os
+
+    log = logs.new()
+    _append_one(log)
+    assert log.last_seq(BATCH) == 1  # the parent's pool is open and used
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        code = 1
+        try:
+            with log.session(BATCH) as session:
+                session.append([derived(1)])
+            gc.collect()  # an inherited pool, if dropped, would end the parent's connections
+            os.write(write_end, str(log.last_seq(BATCH)).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    _, status = os.waitpid(pid, 0)
+    assert os.read(read_end, 100) == b"2" and status == 0
+    os.close(read_end)
+    assert log.last_seq(BATCH) == 2  # the parent's pooled connections still work
+    with log.session(BATCH) as session:
+        assert session.fold.seq == 2

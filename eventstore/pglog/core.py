@@ -225,6 +225,7 @@ class Connections:
         self._pool: ConnectionPool[Any] | None = None
         self._pid = -1
         self._namespace = ""
+        self._inherited: list[ConnectionPool[Any]] = []
 
     def namespace(self) -> str:
         """The schema holding the store's tables (``search_path``), checked with the schema."""
@@ -292,7 +293,11 @@ class Connections:
                 open=True,
                 name=self.label,
             )
-            self._pool, self._pid = pool, os.getpid()  # a parent's pool is abandoned, not closed
+            if self._pool is not None:
+                # A parent's pool, inherited through fork: kept referenced and never
+                # closed here, or finalizing its connections would end the parent's.
+                self._inherited.append(self._pool)
+            self._pool, self._pid = pool, os.getpid()
             return pool
 
     @contextlib.contextmanager
@@ -304,16 +309,43 @@ class Connections:
         pool = self.pool()
         try:
             conn = pool.getconn(timeout=timeout)
-        except (PoolTimeout, psycopg.OperationalError) as e:
+        except PoolTimeout as e:
+            raise DatabaseUnavailable(
+                f"no connection to the database at {self.label} came free within {timeout:g}s "
+                f"({_POOL_MAX} in use by this process) — retry, or look for hung commands",
+                root=self.label,
+            ) from e
+        except psycopg.OperationalError as e:
             raise self._unavailable(e) from e
         try:
             yield conn
-        except psycopg.OperationalError as e:
-            if conn.closed:
-                raise self._unavailable(e) from e
-            raise
+        except psycopg.Error as e:
+            raise self._translate(e, conn) from e
         finally:
             pool.putconn(conn)  # rolled back there if a transaction is still open
+
+    def _translate(self, e: psycopg.Error, conn: psycopg.Connection[Any]) -> Exception:
+        """A psycopg error escaping a read or write, as one of the store's errors."""
+        import psycopg
+
+        if isinstance(e, psycopg.OperationalError) and conn.closed:
+            return self._unavailable(e)
+        if isinstance(e, psycopg.errors.UndefinedTable):
+            return SchemaMissing(
+                f"the database at {self.label} has no scenelog tables ({_first_line(e)}): run "
+                f"`scenelog db init {self.label}`",
+                root=self.label,
+                found=0,
+                expected=SCHEMA_VERSION,
+            )
+        if isinstance(e, psycopg.errors.InsufficientPrivilege):
+            hint = "the role needs the GRANTs of docs/POSTGRES.md (Roles)"
+        else:
+            hint = "see the server's log"
+        return StoreIOError(
+            f"the database at {self.label} refused: {_first_line(e)}; {hint}",
+            root=self.label,
+        )
 
     def dedicated(self, **kwargs: Any) -> psycopg.Connection[Any]:
         """A connection of its own (LISTEN, a consumer's claim), not from the pool."""
