@@ -713,3 +713,66 @@ def test_a_forked_child_makes_its_own_pool_and_leaves_the_parents_alone(logs: _L
     assert log.last_seq(BATCH) == 2  # the parent's pooled connections still work
     with log.session(BATCH) as session:
         assert session.fold.seq == 2
+
+
+_ACKING_WRITER = """
+import sys
+from eventstore.pglog import open_pg
+from tests.log_contract import appended
+url, batch = sys.argv[1], sys.argv[2]
+log = open_pg(url, "show")
+while True:
+    with log.session(batch) as session:
+        top = session.fold.max_version
+        done = session.append([appended(top + 1, batch), appended(top + 2, batch)])
+    print(done[0].event_id, done[1].event_id, flush=True)  # acknowledged
+"""
+
+
+def test_killed_writers_lose_no_acknowledged_command_and_the_chain_verifies(
+    pg_server: PgServer,  # noqa: F811
+    logs: _Logs,
+) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO, child_env
+
+    tcp = pg_server.over_tcp(logs.url)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _ACKING_WRITER, tcp, batch],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=child_env(),
+            cwd=str(REPO),
+        )
+        for batch in (BATCH, BATCH, BATCH, OTHER)
+    ]
+    acknowledged: list[str] = []
+    try:
+        for round_ in range(3):
+            for p in procs:  # let each write a few commands, then kill one mid-stream
+                assert p.stdout is not None
+                for _ in range(5):
+                    acknowledged.extend(p.stdout.readline().split())
+            procs[round_].send_signal(signal.SIGKILL)
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            out, _err = p.communicate(timeout=DEADLINE)
+            acknowledged.extend(out.split())  # printed before the kill: acknowledged too
+    assert len(acknowledged) >= 2 * 5 * 4
+    log = logs.new()
+    stored: set[str] = set()
+    for batch in (BATCH, OTHER):
+        events = log.read(batch)
+        assert [e.seq for e in events] == list(range(1, len(events) + 1))
+        assert len(events) % 2 == 0  # commands of two events: whole or not at all (R24)
+        stored.update(e.event_id for e in events)
+        with log.session(batch) as session:  # a writer's catch-up checks the whole chain
+            assert session.fold.seq == len(events)
+    assert set(acknowledged) <= stored
