@@ -441,11 +441,13 @@ class _PgSession(LogSession):
         log = self._log
         millis = max(1, int(self._timeout * 1000))  # 0 would mean "wait for ever"
         known = log._known(self.batch_id)
-        # One round trip, four statements (simple protocol, values quoted by psycopg):
+        # One round trip, five statements (simple protocol, values quoted by psycopg):
         # the last one takes its snapshot after the lock wait, so it sees every
-        # command committed before the lock was granted.
+        # command committed before the lock was granted. The timeout is for the
+        # batch's lock only.
         query = sql.SQL(
             "BEGIN; SET LOCAL lock_timeout = {millis}; SELECT pg_advisory_xact_lock({key}); "
+            "SET LOCAL lock_timeout = 0; "
             "SELECT seq, line FROM scenelog_events WHERE project = {project} "
             "AND batch_id = {batch} AND seq >= {since} ORDER BY seq"
         ).format(
@@ -478,6 +480,21 @@ class _PgSession(LogSession):
         rows = cursor.fetchall()
         self._cached = log._catch_up(conn, self.batch_id, known, rows)
 
+    def _reopen(self) -> None:
+        """A second write in one session: the lock went with the first COMMIT (or a
+        refusal's ROLLBACK); take it again and check that nobody wrote meanwhile."""
+        held = self._cached
+        self.begin()
+        if (self._cached.seq, self._cached.last_hash) != (held.seq, held.last_hash):
+            self.rollback()
+            raise StoreIOError(
+                f"batch {self.batch_id} changed between two writes of one command at "
+                f"{self._log.label}; nothing more was written — run the command again",
+                batch_id=self.batch_id,
+            )
+        self._cached = held  # the fold the command holds goes on
+        self._log._remember(self.batch_id, held)
+
     def rollback(self) -> None:
         if self._open:
             self._open = False
@@ -507,7 +524,7 @@ class _PgSession(LogSession):
         """
         version = _check_body_name(self.batch_id, name)
         if not self._open:
-            self.begin()
+            self._reopen()
         row = self._conn.execute(
             "INSERT INTO scenelog_bodies (project, batch_id, name, version, data) "
             "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1",
@@ -534,19 +551,7 @@ class _PgSession(LogSession):
         if not events:
             return []
         if not self._open:
-            # A second append in one session: the lock was released by the first COMMIT.
-            held = self._cached
-            self.begin()
-            if (self._cached.seq, self._cached.last_hash) == (held.seq, held.last_hash):
-                self._cached = held  # the fold the command holds goes on
-                self._log._remember(self.batch_id, held)
-            else:
-                self.rollback()
-                raise StoreIOError(
-                    f"batch {self.batch_id} changed between two appends of one command at "
-                    f"{self._log.label}; nothing was written — run the command again",
-                    batch_id=self.batch_id,
-                )
+            self._reopen()
         cached = self._cached
         fold = cached.fold.copy()
         seq = fold.seq
