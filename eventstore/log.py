@@ -506,8 +506,22 @@ class EventLog(ABC):
         """The consumer's saved checkpoint, or None when it has none."""
 
     @abstractmethod
-    def save_checkpoint(self, consumer: str, data: bytes) -> None:
-        """Store the consumer's checkpoint durably (atomic: old or new, never half)."""
+    def save_checkpoint(self, consumer: str, data: bytes, *, durable: bool = True) -> None:
+        """Store the consumer's checkpoint (atomic: old or new, never half).
+
+        ``durable=False`` skips the flush to disk: the checkpoint is visible to
+        the next process at once and survives its crash, but a power loss may
+        bring back the last durable one (watchers group their durable saves).
+        """
+
+    def feed_position_at(self, position: str | None, batch_id: str, seq: int) -> str:
+        """``position`` (None: the feed's ``now``) with ``batch_id`` just after its event ``seq``.
+
+        ``seq`` 0 is before its first event. InvalidInput when the batch has no
+        such event; NotImplementedError on backends whose positions are not per
+        batch (``consumers reset --to BATCH:SEQ``).
+        """
+        raise NotImplementedError(f"{self.label}: positions are not kept per batch")
 
     @abstractmethod
     def delete_checkpoint(self, consumer: str) -> bool: ...

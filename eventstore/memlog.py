@@ -557,9 +557,18 @@ class MemoryLog(EventLog):
     def load_checkpoint(self, consumer: str) -> bytes | None:
         return self._checkpoints.get(consumer)
 
-    def save_checkpoint(self, consumer: str, data: bytes) -> None:
+    def save_checkpoint(self, consumer: str, data: bytes, *, durable: bool = True) -> None:
         with self._changed:
             self._checkpoints[consumer] = bytes(data)
+
+    def feed_position_at(self, position: str | None, batch_id: str, seq: int) -> str:
+        positions = _decode_position(self.feed(position).position, self.label)
+        batch = self._batches.get(batch_id)
+        head = 0 if batch is None else batch.head.seq
+        if batch is None or not 0 <= seq <= head:
+            raise InvalidInput(f"batch {batch_id} has no event {seq} (its last is {head})")
+        positions[batch_id] = (seq, batch.events[seq - 1].event_id if seq else None)
+        return json.dumps({b: list(p) for b, p in sorted(positions.items())}, separators=(",", ":"))
 
     def delete_checkpoint(self, consumer: str) -> bool:
         with self._changed:

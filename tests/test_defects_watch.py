@@ -245,7 +245,7 @@ def test_item14_huge_event_reaches_the_handler(root: Path, tmp_path: Path) -> No
         "2",
         "--timeout",
         "5",
-        "--exec",
+        "--",  # the handler and its arguments (issue 13 item 4)
         sys.executable,
         "-c",
         HANDLER,

@@ -128,7 +128,7 @@ def test_exec_arguments_are_never_a_shell(root: Path, tmp_path: Path) -> None:
             "--max-events",
             "1",
             "--poll",
-            "--exec",
+            "--",  # the handler and its arguments (issue 13 item 4)
             sys.executable,
             "-c",
             handler,

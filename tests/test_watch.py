@@ -238,7 +238,7 @@ def test_exec_handler_failure_stops_and_redelivers(root: Path, tmp_path: Path) -
                 "--poll",
                 "--timeout",
                 "1",
-                "--exec",
+                "--",  # the handler and its arguments (issue 13 item 4)
                 sys.executable,
                 "-c",
                 HANDLER,

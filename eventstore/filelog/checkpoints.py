@@ -4,9 +4,12 @@
     <root>/<project>/.scenelog/consumers/<name>.lock   held by the consumer's one watcher
 
 Invariants:
-- A checkpoint is replaced atomically and durably (temp file, fsync, rename,
-  folder fsync): a crash at any step leaves the old bytes or the new ones,
-  never a mix. The folder is created on the first save, never by a load.
+- A checkpoint is replaced atomically (temp file, rename): a crash at any
+  step leaves the old bytes or the new ones, never a mix. A durable save also
+  fsyncs the temp file and the folder; a save with ``durable=False`` does not:
+  the next process sees it (it is in the page cache), a power loss may bring
+  back the last durable one. The folder is created on the first save, never
+  by a load.
 - A checkpoint whose bytes are not a JSON object is an error naming the file
   (DamagedStore), never a silent restart; what the object holds is its
   writer's (the watcher's) business.
@@ -36,7 +39,7 @@ from eventstore.events import utc_now
 from eventstore.filelog.fsio import os_errors, replace_atomic
 from eventstore.filelog.paths import Layout
 
-__all__ = ["claim", "consumer_dir", "delete", "load", "names", "save"]
+__all__ = ["claim", "consumer_dir", "delete", "load", "names", "position_at", "save"]
 
 _CONSUMER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
@@ -76,16 +79,58 @@ def load(layout: Layout, consumer: str) -> bytes | None:
     return data
 
 
-def save(layout: Layout, consumer: str, data: bytes) -> None:
-    """Replace the consumer's checkpoint with ``data``, atomically and durably.
+def save(layout: Layout, consumer: str, data: bytes, *, durable: bool = True) -> None:
+    """Replace the consumer's checkpoint with ``data``, atomically (and durably by default).
 
     Crash at any step: before the rename the old checkpoint stands (a temp
-    file may be left, named ``.….tmp``); after it, the new one.
+    file may be left, named ``.….tmp``); after it, the new one. Power loss
+    after a save with ``durable=False``: the old or the new one (or an older
+    durable one).
     """
     path = _path(layout, consumer, ".json")
     with os_errors(path.parent, "create"):
         path.parent.mkdir(parents=True, exist_ok=True)
-    replace_atomic(path, data, durable=True)
+    replace_atomic(path, data, durable=durable)
+
+
+def position_at(layout: Layout, position: str | None, batch_id: str, seq: int) -> str:
+    """The file feed's ``position`` (None: now) with ``batch_id`` just after its event ``seq``.
+
+    Reads the batch's log up to that event (its byte offset and event id);
+    InvalidInput when the batch has no event ``seq``. Writes nothing.
+    """
+    from eventstore.events import decode_event
+    from eventstore.filelog.feed import decode_position, open_feed
+    from eventstore.log import split_committed
+
+    if position is None:
+        feed = open_feed(layout, None, start="now", episode=None, poll=None, warn=None)
+        try:
+            position = feed.position
+        finally:
+            feed.close()
+    entries = decode_position(position)
+    path = layout.batch(batch_id).log
+    try:
+        data = split_committed(path.read_bytes())[0] if seq else b""
+    except FileNotFoundError:
+        data = None
+    if data is None or data.count(b"\n") < seq:
+        last = 0 if data is None else data.count(b"\n")
+        raise InvalidInput(
+            f"batch {batch_id} has no event {seq} (its last is {last}): see "
+            f"`scenelog history {batch_id}`",
+            value=f"{batch_id}:{seq}",
+        )
+    offset, event_id = 0, None
+    for _ in range(seq):
+        end = data.index(b"\n", offset)
+        line, offset = data[offset:end], end + 1
+        event_id = decode_event(line).event_id
+    entries[batch_id] = (seq, offset, event_id)
+    return json.dumps(
+        {b: list(e) for b, e in entries.items()}, separators=(",", ":"), ensure_ascii=False
+    )
 
 
 def delete(layout: Layout, consumer: str) -> bool:

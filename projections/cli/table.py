@@ -133,14 +133,14 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
     ),
     Subcommand(
         "watch",
-        "print (or --exec a command for) each event as it lands, resuming a consumer's position",
-        "scenelog watch --type conformed --consumer boards --exec rebuild_boards.sh",
+        "print (or run a handler for) each event as it lands, resuming a consumer's position",
+        "scenelog watch --type conformed,reverted --consumer boards -- rebuild_boards.sh --fast",
         watch.watch_arguments,
         watch.cmd_watch,
     ),
     Subcommand(
         "consumers",
-        "each watcher consumer with its lag and last delivery",
+        "each watcher consumer with its lag, parked events and last delivery; retry, reset, delete",
         "scenelog consumers --json",
         watch.consumers_arguments,
         watch.cmd_consumers,
