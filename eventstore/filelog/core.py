@@ -65,6 +65,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,9 +73,8 @@ import msgspec
 
 from eventstore.errors import BodyMissing, DamagedLog, RuleViolation, StoreIOError
 from eventstore.events import Appended, Event, decode_event, decode_lines, encode_event
-from eventstore.filelog import numbering, views
+from eventstore.filelog import numbering, viewpolicy, views
 from eventstore.filelog.fsio import fsync_dir, os_errors, write_once
-from eventstore.filelog.lock import batch_lock, held_identity, still_held
 from eventstore.filelog.paths import BatchPaths, Layout
 from eventstore.log import (
     _MORE,
@@ -103,6 +103,29 @@ __all__ = [
     "tail_position",
     "tail_seq",
 ]
+
+
+# The lock module (and fasteners with it) is imported by the first session, not
+# by readers (issue 15: a `gate` never loads it). ``batch_lock`` is looked up in
+# this module at every session, so a benchmark may wrap it here.
+
+
+def batch_lock(path: Path, *, timeout: float, batch_id: str) -> AbstractContextManager[None]:
+    from eventstore.filelog.lock import batch_lock as lock
+
+    return lock(path, timeout=timeout, batch_id=batch_id)
+
+
+def held_identity(path: Path) -> tuple[int, int] | None:
+    from eventstore.filelog.lock import held_identity as identity
+
+    return identity(path)
+
+
+def still_held(path: Path) -> bool:
+    from eventstore.filelog.lock import still_held as held
+
+    return held(path)
 
 
 def _damaged(path: Path, line: int, what: str, batch_id: str) -> DamagedLog:
@@ -185,6 +208,8 @@ class _State:
         self.listings: numbering.Listings = {}
         self.scene_ids: dict[tuple[int, int], tuple[tuple[int, int, int], str]] = {}
         self.views: views.Written = {}
+        self.policies: viewpolicy.PolicyMemory = {}
+        self.snapshots: viewpolicy.SeqMemory = {}
 
     def get(self, key: _Key) -> _Cached | None:
         with self.guard:
@@ -224,8 +249,16 @@ class _FileSession(LogSession):
         created: bool,
         head_record: Path,
         state: _State,
+        policy: str = viewpolicy.DEFAULT,
+        snapshot: Path | None = None,
     ) -> None:
         self._paths = paths
+        self.policy = policy
+        self.snapshot = snapshot
+        self._snapshot_seq = (
+            0 if snapshot is None else viewpolicy.snapshot_seq(snapshot, state.snapshots)
+        )
+        self.view_present = True  # until the command's check says otherwise
         self.path = paths.log
         self.lock = paths.lock
         self.batch_id = paths.batch_id
@@ -333,9 +366,31 @@ class _FileSession(LogSession):
         cached.lines += len(committed)
         if prev is not None:
             self._head = (seq, prev)
-        # R17: the view follows each commit, under the lock (a failure is only logged).
-        views.write_view(self._paths.view, fold.view_chunks(), self._state.views)
+        self._keep_views(fold)
         return committed
+
+    def _keep_views(self, fold: Fold) -> None:
+        """After a commit, under the lock: the view and snapshot its session's policy asks for.
+
+        ``sync`` (R17): the view follows each commit. ``lazy``/``off``: the
+        snapshot (and in ``lazy`` the view, same bytes, after it) is rewritten
+        once the log is :data:`viewpolicy.BOUND` events past it; ``off``
+        removes a view the command's check found (it was scenelog's). A
+        failure is only logged: the log is the truth.
+        """
+        if self.policy == "sync" or self.snapshot is None:
+            views.write_view(self._paths.view, fold.view_chunks(), self._state.views)
+            return
+        if not self._snapshot_seq or fold.seq - self._snapshot_seq >= viewpolicy.BOUND:
+            chunks = fold.view_chunks()
+            if viewpolicy.write_snapshot(self.snapshot, chunks, self._state.snapshots, fold.seq):
+                self._snapshot_seq = fold.seq
+            if self.policy == "lazy":
+                views.write_view(self._paths.view, chunks, self._state.views)
+        if self.policy == "off" and self.view_present:
+            with contextlib.suppress(OSError):  # a view left behind is caught up by readers
+                os.unlink(self._paths.view)
+            self.view_present = False
 
     def _validate(self, fold: Fold, event: Event) -> None:
         """Item 3: an event the fold would refuse, or a bad ``at``, is never written."""
@@ -610,7 +665,13 @@ class FileLogCore(EventLog):
             except BaseException:
                 state.forget(key)
                 raise
-            session = _FileSession(paths, key, cached, created, self._head_record(batch_id), state)
+            # The policy is read under the lock; every commit of this session honours it.
+            project_dir = self.layout.project_dir
+            policy = viewpolicy.read_policy(project_dir, state.policies)
+            snapshot = None if policy == "sync" else viewpolicy.snapshot_path(project_dir, batch_id)
+            session = _FileSession(
+                paths, key, cached, created, self._head_record(batch_id), state, policy, snapshot
+            )
             try:
                 yield session
             except BaseException:
@@ -639,7 +700,12 @@ class FileLogCore(EventLog):
                 if fold.seq == 0:
                     views.check_unimported(paths)
                 else:
-                    views.check_view(paths, fold, lambda: self.read(batch_id), self._mine().views)
+                    snapshot = session.snapshot if isinstance(session, _FileSession) else None
+                    present = views.check_view(
+                        paths, fold, lambda: self.read(batch_id), self._mine().views, snapshot
+                    )
+                    if isinstance(session, _FileSession):
+                        session.view_present = present
                 yield session
 
 

@@ -41,7 +41,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import logging
 import os
 import re
 import threading
@@ -76,7 +75,12 @@ __all__ = [
     "write_view",
 ]
 
-logger = logging.getLogger("scenelog")
+
+def _warn(message: str, *args: object) -> None:
+    """Log a warning on the ``scenelog`` logger (logging is imported only when needed)."""
+    import logging
+
+    logging.getLogger("scenelog").warning(message, *args)
 
 
 Written = dict[tuple[int, int], tuple[tuple[int, int, int], int]]
@@ -101,7 +105,7 @@ def write_view(
     try:
         st = replace_atomic(path, data)
     except OSError as e:
-        logger.warning("could not rewrite view %s (%s); readers fold the log instead", path, e)
+        _warn("could not rewrite view %s (%s); readers fold the log instead", path, e)
         return False
     if written is None or st is None:
         return True
@@ -132,7 +136,8 @@ def _stamp(st: os.stat_result) -> tuple[int, int, int]:
 
 
 def _written_here(path: Path, seq: int, written: Written) -> bool:
-    """Whether the view at ``path`` is the very file this FileLog wrote for ``seq``, unchanged.
+    """Whether the view at ``path`` is a file this FileLog wrote (or checked) for a seq up
+    to ``seq``, unchanged (a lazy view trails the log; it is still the fold at its seq).
 
     The file is known by identity (device, inode) and stamp (size, mtime,
     ctime): any write to it or replacement of it changes one of them, except
@@ -145,7 +150,20 @@ def _written_here(path: Path, seq: int, written: Written) -> bool:
     except OSError:
         return False
     known = written.get((st.st_dev, st.st_ino))
-    return known is not None and known == (_stamp(st), seq)
+    return known is not None and known[0] == _stamp(st) and known[1] <= seq
+
+
+def _remember(path: Path, seq: int, written: Written | None) -> None:
+    """Remember the view at ``path`` as checked for ``seq`` (later commands only stat it)."""
+    if written is None:
+        return
+    try:
+        st = os.stat(path)
+    except OSError:
+        return
+    if len(written) >= _MAX_WRITTEN:
+        written.clear()
+    written[(st.st_dev, st.st_ino)] = (_stamp(st), seq)
 
 
 def _ours(data: bytes) -> Manifest | None:
@@ -241,8 +259,14 @@ def check_view(
     current: Fold,
     history: Callable[[], list[Event]],
     written: Written | None = None,
-) -> None:
+    snapshot: Path | None = None,
+) -> bool:
     """R29, under the batch lock: ForeignView unless the view is scenelog's for this log.
+
+    Returns whether a view is there. A view behind the log (``lazy``) that holds
+    the bytes of the project's snapshot (``snapshot``, written just before it)
+    is scenelog's; a view checked once is remembered in ``written`` and only
+    stat'ed by later commands while it stays unchanged.
 
     The view must be the file this FileLog wrote for the log's seq (known by
     identity and stamp, not read back), missing, a damaged cache (not
@@ -254,24 +278,30 @@ def check_view(
     from an older backup) is left to the command, which replaces it (R17).
     """
     if written is not None and _written_here(paths.view, current.seq, written):
-        return
+        return True
     with os_errors(paths.view, "read"):
         data = _read_bytes(paths.view, strict=True)
-    if data is None or data == current.view_bytes():
-        return
+    if data is None:
+        return False
+    if data == current.view_bytes():
+        _remember(paths.view, current.seq, written)
+        return True
     ours = _ours(data)
     if ours is None:
         if _manifest_like(data):
             raise _foreign(paths, "it is not in scenelog's format")
-        return  # a torn cache: the command's view rewrite replaces it
+        return True  # a torn cache: the command's view rewrite replaces it
     if ours.batch_id != paths.batch_id:
         raise _foreign(paths, f"it names batch {ours.batch_id!r}")
     if ours.seq == current.seq:
         raise _foreign(paths, f"it differs from the log at seq {ours.seq}")
     if ours.seq < current.seq:
-        events = history()[: ours.seq]
-        if encode_manifest(fold(paths.batch_id, events, path=str(paths.log))) != data:
-            raise _foreign(paths, f"it differs from the log at seq {ours.seq}")
+        if snapshot is None or _read_bytes(snapshot) != data:
+            events = history()[: ours.seq]
+            if encode_manifest(fold(paths.batch_id, events, path=str(paths.log))) != data:
+                raise _foreign(paths, f"it differs from the log at seq {ours.seq}")
+        _remember(paths.view, ours.seq, written)
+    return True
 
 
 def _foreign(paths: BatchPaths, why: str) -> ForeignView:
