@@ -12,6 +12,7 @@ from eventstore.layout import validate_batch_id
 from projections import render
 from projections.cli.context import Context, json_flag, version_arg
 from projections.cli.errors import EXIT_NO, EXIT_OK, UsageError
+from projections.cli.policy import policy_note
 from projections.verify import heads, load_heads, verify
 
 __all__ = [
@@ -159,6 +160,8 @@ def cmd_verify(ctx: Context, args: argparse.Namespace) -> int:
         else:
             verdict = f"{len(report.findings)} finding(s)"
         ctx.note(f"verified {report.batches} batch(es), {report.events} event(s): {verdict}")
+        if (note := policy_note(ctx)) is not None:
+            ctx.note(note)
     return EXIT_OK if report.ok else EXIT_NO
 
 

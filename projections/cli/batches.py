@@ -17,6 +17,7 @@ from eventstore.layout import validate_batch_id
 from projections import render
 from projections.cli.context import Context, Handler, count_arg, json_flag, version_arg
 from projections.cli.errors import EXIT_NO, EXIT_OK, UsageError
+from projections.cli.policy import policy_note
 
 __all__ = [
     "add_arguments",
@@ -206,6 +207,8 @@ def cmd_ls(ctx: Context, args: argparse.Namespace) -> int:
         raise UsageError("give --pending or --candidates, not both")
     pick = view.pending if args.pending else view.candidates if args.candidates else view.summaries
     summaries = pick(args.episode)
+    if (note := policy_note(ctx)) is not None:
+        ctx.note(note)
     if args.json:
         ctx.json([s.to_dict() for s in summaries])
     elif summaries:

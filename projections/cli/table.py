@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from projections.cli import audit, batches, serve, watch
+from projections.cli import audit, batches, policy, serve, watch
 from projections.cli.context import Arguments, Handler
 
 __all__ = ["SUBCOMMANDS", "Subcommand"]
@@ -123,6 +123,13 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
         "scenelog import ep_001 --dry-run",
         audit.import_arguments,
         audit.cmd_import,
+    ),
+    Subcommand(
+        "view-policy",
+        "show or set what commits do with the versions.json views: sync, lazy or off",
+        "scenelog view-policy lazy",
+        policy.policy_arguments,
+        policy.cmd_view_policy,
     ),
     Subcommand(
         "serve",
