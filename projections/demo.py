@@ -9,6 +9,11 @@ every other command.
 
 from __future__ import annotations
 
+import os
+import shlex
+import shutil
+import sys
+import sysconfig
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -128,8 +133,39 @@ def run_demo(directory: str | None, *, project: str = "demo", out: Any, err: Any
     say("\n$ scenelog gate ...")
     for batch_id in view.batches():
         say("   " + render.gate_line(batch_id, view.manifest(batch_id)))
-    say(
-        f"\nExplore it:\n   export SCENELOG_ROOT={root} SCENELOG_PROJECT={project}\n"
-        f"   scenelog show {batch}\n   scenelog history {batch} --json"
-    )
+    say("\nExplore it (paste these lines into a shell):")
+    for line in explore_lines(root, project, batch):
+        say(f"   {line}")
     return 0
+
+
+def _scripts_folder() -> str | None:
+    """The folder holding this installation's ``scenelog`` (the venv's bin), if any."""
+    for folder in (sysconfig.get_path("scripts"), os.path.dirname(sys.executable)):
+        if folder and os.access(os.path.join(folder, "scenelog"), os.X_OK):
+            return folder
+    return None
+
+
+def explore_lines(root: Path, project: str, batch: str) -> list[str]:
+    """Shell lines that work as printed: quoted paths, and ``scenelog`` on PATH.
+
+    When the ``scenelog`` a shell would find is not this installation's (the
+    venv was not activated), the first line puts the venv's bin on PATH.
+    """
+    lines = []
+    folder = _scripts_folder()
+    found = shutil.which("scenelog")
+    if folder is not None and (
+        found is None or os.path.realpath(os.path.dirname(found)) != os.path.realpath(folder)
+    ):
+        lines.append(f'export PATH={shlex.quote(folder)}:"$PATH"')
+    where = shlex.quote(str(root.absolute()))
+    lines.append(f"export SCENELOG_ROOT={where} SCENELOG_PROJECT={shlex.quote(project)}")
+    lines += [
+        f"scenelog show {batch}",
+        f"scenelog history {batch} --json",
+        f"scenelog path {batch}",
+        "scenelog ls --pending",
+    ]
+    return lines

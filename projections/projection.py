@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,6 +52,7 @@ from eventstore.rules import flat_name
 from projections.diff import SceneDiff, diff_scenes
 
 __all__ = [
+    "TIME_EXAMPLE",
     "AuditRow",
     "BatchSummary",
     "Projection",
@@ -61,12 +62,20 @@ __all__ = [
 ]
 
 
-def parse_moment(value: datetime | str) -> datetime:
-    """An aware datetime or ISO 8601 string with a zone, as an aware datetime.
+TIME_EXAMPLE = "2026-11-26T12:00:00Z or 2026-11-26 (a date: 00:00 UTC)"
+"""The accepted forms of a time, as every error about a time shows them."""
 
-    The moment keeps its own zone: aware datetimes compare correctly across
-    zones, so ``0001-01-01T00:00:00+01:00`` (before year 1 in UTC) is simply
-    earlier than every event instead of overflowing a conversion to UTC.
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def parse_moment(value: datetime | str) -> datetime:
+    """An aware datetime, an ISO 8601 string with a zone, or a date, as an aware datetime.
+
+    A date alone (``2026-11-27``) means 00:00 UTC that day. The moment keeps
+    its own zone: aware datetimes compare correctly across zones, so
+    ``0001-01-01T00:00:00+01:00`` (before year 1 in UTC) is simply earlier
+    than every event instead of overflowing a conversion to UTC. Every error
+    shows an accepted example (:data:`TIME_EXAMPLE`).
     """
     if isinstance(value, str):
         text = value.strip()
@@ -76,18 +85,24 @@ def parse_moment(value: datetime | str) -> datetime:
             moment = datetime.fromisoformat(text)
         except ValueError as e:
             raise InvalidInput(
-                f"invalid time {_shown(value)}: use ISO 8601 with a zone, "
-                "e.g. 2026-11-26T12:00:00Z",
+                f"invalid time {_shown(value)}: use ISO 8601 with a zone, e.g. {TIME_EXAMPLE}",
                 value=value,
             ) from e
+        if _DATE.fullmatch(text):
+            moment = moment.replace(tzinfo=UTC)
     elif isinstance(value, datetime):
         moment = value
     else:
         raise InvalidInput(
-            f"invalid time {_shown(value)}: give a datetime or an ISO 8601 string", value=value
+            f"invalid time {_shown(value)}: give a datetime or an ISO 8601 string, e.g. "
+            f"{TIME_EXAMPLE}",
+            value=value,
         )
     if moment.utcoffset() is None:
-        raise InvalidInput(f"time {_shown(value)} has no zone: add Z or +HH:MM", value=value)
+        raise InvalidInput(
+            f"time {_shown(value)} has no zone: add Z or +HH:MM, e.g. {TIME_EXAMPLE}",
+            value=value,
+        )
     return moment
 
 
@@ -151,6 +166,8 @@ class AuditRow(msgspec.Struct, frozen=True):
     actor: str
     at: str
     reason: str | None
+    imported: bool = False
+    """Carried over from a reference manifest by ``scenelog import`` (not a move made now)."""
 
     @classmethod
     def of(cls, event: Event) -> AuditRow:
@@ -163,6 +180,7 @@ class AuditRow(msgspec.Struct, frozen=True):
             event.actor,
             event.at,
             event.reason,
+            bool(getattr(event, "imported", False)),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -414,22 +432,38 @@ class Projection:
                 project=self.project,
             )
 
-    def summaries(self, episode: int | str | None = None) -> list[BatchSummary]:
-        """One BatchSummary per batch with a log."""
+    def summaries(
+        self, episode: int | str | None = None, *, at: datetime | str | None = None
+    ) -> list[BatchSummary]:
+        """One BatchSummary per batch with a log; with ``at``, as each batch was then.
+
+        With ``at`` (see :meth:`as_of`), a batch that had no event yet at that
+        moment is left out.
+        """
+        moment = None if at is None else parse_moment(at)
         result = []
         for batch_id in self.batches(episode):
-            manifest = self.manifest(batch_id)
+            if moment is None:
+                manifest = self.manifest(batch_id)
+            else:
+                manifest = self.as_of(batch_id, at=moment)
+                if manifest.seq == 0:
+                    continue
             if manifest is not None:
                 result.append(BatchSummary(batch_id, manifest))
         return result
 
-    def pending(self, episode: int | str | None = None) -> list[BatchSummary]:
-        """Batches whose active version is not derived: what the gate blocks."""
-        return [s for s in self.summaries(episode) if not s.manifest.is_fresh]
+    def pending(
+        self, episode: int | str | None = None, *, at: datetime | str | None = None
+    ) -> list[BatchSummary]:
+        """Batches whose active version is not derived: what the gate blocks (then, with ``at``)."""
+        return [s for s in self.summaries(episode, at=at) if not s.manifest.is_fresh]
 
-    def candidates(self, episode: int | str | None = None) -> list[BatchSummary]:
-        """Batches with candidate versions newer than the active one."""
-        return [s for s in self.summaries(episode) if s.awaiting_review]
+    def candidates(
+        self, episode: int | str | None = None, *, at: datetime | str | None = None
+    ) -> list[BatchSummary]:
+        """Batches with candidate versions newer than the active one (then, with ``at``)."""
+        return [s for s in self.summaries(episode, at=at) if s.awaiting_review]
 
     def audit(
         self,
@@ -439,12 +473,19 @@ class Projection:
         until: datetime | str | None = None,
         types: Sequence[str] = ("conformed", "reverted"),
         actor: str | None = None,
+        imported: bool = True,
+        on_damaged: Callable[[str, DamagedLog], None] | None = None,
     ) -> list[AuditRow]:
         """Every event of ``types`` across the project (or ``episode``), oldest first.
 
         ``since`` and ``until`` bound ``at`` inclusively, compared as instants
-        (any zone, any year); ``actor`` matches exactly. Rows are ordered by
-        time, then batch and seq.
+        (any zone, any year; a date is 00:00 UTC); ``actor`` matches exactly;
+        ``imported=False`` leaves out events carried over by ``scenelog
+        import``. Rows are ordered by time, then batch and seq.
+
+        A batch whose log is damaged raises DamagedLog, unless ``on_damaged``
+        is given: then it is called with the batch id and the error, the batch
+        is left out, and the audit goes on with the next batch.
         """
         unknown = set(types) - set(EVENT_TYPES)
         if unknown:
@@ -453,16 +494,38 @@ class Projection:
         high = parse_moment(until) if until is not None else None
         keyed = []
         for batch_id in self.batches(episode):
-            where = self.log.where(batch_id)
-            for event in self.history(batch_id):
-                if event.type not in types or (actor is not None and event.actor != actor):
-                    continue
-                moment = event_moment(event, path=where)
-                if (low is not None and moment < low) or (high is not None and moment > high):
-                    continue
-                keyed.append(((moment, event.batch_id, event.seq), AuditRow.of(event)))
+            try:
+                rows = self._audit_batch(batch_id, types, actor, imported, low, high)
+            except DamagedLog as e:
+                if on_damaged is None:
+                    raise
+                on_damaged(batch_id, e)
+                continue
+            keyed.extend(rows)
         keyed.sort(key=lambda pair: pair[0])
         return [row for _, row in keyed]
+
+    def _audit_batch(
+        self,
+        batch_id: str,
+        types: Sequence[str],
+        actor: str | None,
+        imported: bool,
+        low: datetime | None,
+        high: datetime | None,
+    ) -> list[tuple[tuple[datetime, str, int], AuditRow]]:
+        where = self.log.where(batch_id)
+        keyed = []
+        for event in self.history(batch_id):
+            if event.type not in types or (actor is not None and event.actor != actor):
+                continue
+            if not imported and getattr(event, "imported", False):
+                continue
+            moment = event_moment(event, path=where)
+            if (low is not None and moment < low) or (high is not None and moment > high):
+                continue
+            keyed.append(((moment, event.batch_id, event.seq), AuditRow.of(event)))
+        return keyed
 
     def unimported(self, episode: int | str | None = None) -> list[str]:
         """Batches with a reference-format manifest and no log (R21: import them first)."""

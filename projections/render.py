@@ -1,7 +1,9 @@
 """Human-readable renderings of manifests, histories and listings (for the CLI).
 
 Pure functions: data in, text out. Tables are aligned and stay readable at
-100 columns; long free text (reasons) is cut with an ellipsis.
+100 columns; long free text (reasons) is cut with an ellipsis only when the
+caller asks (a person at a terminal): with ``max_last=None`` every character
+is kept, as the CLI does for pipes, files and ``--wide``.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ __all__ = [
 ]
 
 
-def table(headers: Sequence[str], rows: Iterable[Sequence[str]], *, max_last: int = 40) -> str:
-    """Columns aligned to their widest cell; the last column is cut at ``max_last``.
+def table(
+    headers: Sequence[str], rows: Iterable[Sequence[str]], *, max_last: int | None = 40
+) -> str:
+    """Columns aligned to their widest cell; the last column is cut at ``max_last`` (None: never).
 
     Every cell is made safe for a terminal: line breaks become spaces and other
     control characters are shown escaped, so no actor or reason can break a
@@ -60,9 +64,9 @@ def safe(text: str) -> str:
     return "".join(out)
 
 
-def _clip(text: str, width: int) -> str:
+def _clip(text: str, width: int | None) -> str:
     text = " ".join(text.split())  # newlines in a reason never break a row
-    return text if len(text) <= width else text[: width - 1] + "…"
+    return text if width is None or len(text) <= width else text[: width - 1] + "…"
 
 
 def short_time(at: str) -> str:
@@ -133,7 +137,8 @@ def _move(event: Event) -> str:
     return ""
 
 
-def history_table(events: Sequence[Event]) -> str:
+def history_table(events: Sequence[Event], *, wide: bool = False) -> str:
+    """Every event, one row each; the REASON column is cut at 40 characters unless ``wide``."""
     rows = [
         [
             str(e.seq),
@@ -146,7 +151,11 @@ def history_table(events: Sequence[Event]) -> str:
         ]
         for e in events
     ]
-    return table(["SEQ", "TIME (UTC)", "ACTOR", "TYPE", "VER", "POINTER", "REASON"], rows)
+    return table(
+        ["SEQ", "TIME (UTC)", "ACTOR", "TYPE", "VER", "POINTER", "REASON"],
+        rows,
+        max_last=None if wide else 40,
+    )
 
 
 def ls_table(summaries: Sequence[BatchSummary]) -> str:

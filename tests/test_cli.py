@@ -72,8 +72,8 @@ def test_pointer_commands_print_summary(batch: Path) -> None:
     assert code == 0 and json.loads(out)["versions"][1]["downstream"] == "derived"
     code, out, _ = call(batch, "revert", B1, "1", "--expect-seq", "4")
     assert code == 0 and "active v1" in out
-    code, out, _ = call(batch, "derived", "ep_001_BATCH_050", "1", "--json")
-    assert (code, out) == (0, "null\n")
+    code, out, err = call(batch, "derived", "ep_001_BATCH_050", "1", "--json")
+    assert (code, out) == (0, "null\n") and err.startswith("nothing to do: ")
 
 
 def test_pointer_command_errors(batch: Path) -> None:
@@ -114,7 +114,10 @@ def test_show(batch: Path) -> None:
     assert all(len(line) <= 100 for line in lines)
     code, out, _ = call(batch, "show", B1, "--json")
     data = json.loads(out)
-    assert list(data) == ["schema_version", "batch_id", "active_version", "seq", "versions"]
+    assert list(data) == [
+        *("schema_version", "batch_id", "active_version", "seq", "versions"),
+        *("fresh", "blocked_reason"),
+    ]
     code, out, _ = call(batch, "show", B1, "--at-seq", "1", "--json")
     assert code == 0 and len(json.loads(out)["versions"]) == 1
     assert_one_line_error(scenelog(batch, "show", "ep_001_BATCH_077"), 2)
@@ -128,8 +131,9 @@ def test_history(batch: Path) -> None:
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["SEQ", "TIME", "(UTC)", "ACTOR", "TYPE", "VER", "POINTER", "REASON"]
     assert "v1 → v2" in lines[3] and "multi line reason" in lines[3] and len(lines) == 4
-    result = scenelog(batch, "history", B1, "--json")
+    result = scenelog(batch, "history", B1, "--jsonl")
     events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert json.loads(scenelog(batch, "history", B1, "--json").stdout) == events
     assert [e["seq"] for e in events] == [1, 2, 3] and events[2]["reason"] == "multi\nline reason"
     assert_one_line_error(scenelog(batch, "history", "ep_001_BATCH_077"), 2)
 
@@ -180,7 +184,7 @@ def test_global_options_after_the_subcommand(batch: Path, tmp_path: Path) -> Non
     assert code == 0 and json.loads(out)["batch_id"] == B1
     code, _, _ = call(batch, "--actor", "sup.ana", "conform", B1, "2")
     code, out, _ = call(batch, "history", B1, "--json")
-    assert json.loads(out.splitlines()[-1])["actor"] == "sup.ana"
+    assert json.loads(out)[-1]["actor"] == "sup.ana"
 
 
 def test_debug_shows_traceback(batch: Path) -> None:
@@ -198,7 +202,7 @@ def test_demo_refuses_a_used_folder(tmp_path: Path) -> None:
 
 
 def test_every_json_output_parses(tmp_path: Path) -> None:
-    """On the demo's store, every read command's --json output is JSON (or JSON lines).
+    """On the demo's store, every read command's --json output is one JSON document.
 
     Empty output fails: a command that prints nothing has printed no JSON.
     """
@@ -222,6 +226,9 @@ def test_every_json_output_parses(tmp_path: Path) -> None:
         ["diff", "ep_001_BATCH_001", "1", "3", "--json"],
         ["verify", "--json"],
         ["consumers", "--json"],
+        ["history", "ep_001_BATCH_001", "--json"],
+        ["audit", "--json"],
+        ["heads", "--json"],
     ]
     for args in one_document:
         result = scenelog(root, *args, SCENELOG_PROJECT="demo")
@@ -229,17 +236,17 @@ def test_every_json_output_parses(tmp_path: Path) -> None:
         assert len(result.stdout.splitlines()) == 1, (args, result.stdout)
         json.loads(result.stdout)
     for args in (
-        ["history", "ep_001_BATCH_001", "--json"],
-        ["audit", "--json"],
-        ["heads", "--json"],
+        ["history", "ep_001_BATCH_001", "--jsonl"],
+        ["audit", "--jsonl"],
+        ["heads", "--jsonl"],
     ):
         result = scenelog(root, *args, SCENELOG_PROJECT="demo")
         lines = result.stdout.splitlines()
         assert result.returncode == 0 and lines, (args, result.stderr)
         assert all(isinstance(json.loads(line), dict) for line in lines), args
-    # Nothing to import on the demo's store: no lines at all, and stderr says why.
+    # Nothing to import on the demo's store: an empty array, and stderr says why.
     result = scenelog(root, "import", "--json", SCENELOG_PROJECT="demo")
-    assert (result.returncode, result.stdout) == (0, "")
+    assert (result.returncode, result.stdout) == (0, "[]\n")
     assert "nothing to import" in result.stderr
     for line in watch.stdout.splitlines():
         assert json.loads(line)["project"] == "demo"
@@ -263,12 +270,12 @@ def test_item7_the_table_is_the_parser() -> None:
     from projections.cli.table import SUBCOMMANDS
 
     names = [row.name for row in SUBCOMMANDS]
-    assert len(names) == len(set(names)) == 17
+    assert len(names) == len(set(names)) >= 19 and {"path", "cat"} <= set(names)
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     assert list(sub.choices) == names  # type: ignore[arg-type]
     for row in SUBCOMMANDS:
         parser = sub.choices[row.name]  # type: ignore[index]
-        assert parser.get_default("handler") is row.handler
+        assert parser.get_default("run_command") is row.handler
         assert parser.epilog == f"Example:\n  {row.example}"
 
 

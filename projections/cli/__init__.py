@@ -11,14 +11,17 @@ It lives in ``projections`` because it needs both sides: the commands of
                   an exit code and one line
     context.py    what handlers share: root, project, actor, lock timeout,
                   output; argument types
-    batches.py    add, conform, revert, derived, show, history, ls, gate, demo
+    batches.py    add, conform, revert, derived, show, history, ls, gate, path,
+                  cat, demo
     audit.py      diff, audit, verify, heads, import
     watch.py      watch (--exec hands each event to the handler), consumers
     serve.py      serve
 
 Conventions: data on stdout, messages on stderr; every read command takes
-``--json``; errors are one line ``scenelog: error: …`` (a traceback only with
-``--debug``); exit codes are those of DESIGN §7 (see ``errors``).
+``--json`` (one object for one thing, one array for a list; JSON lines only
+for streams and ``--jsonl``: the table per command is docs/CLI.md); errors
+are one line ``scenelog: error: …`` (a traceback only with ``--debug``);
+exit codes are those of DESIGN §7 (see ``errors``).
 """
 
 from __future__ import annotations
@@ -77,6 +80,16 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     )
 
 
+def _version() -> str:
+    """The installed distribution's version; the source tree's when it is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("scenelog")
+    except PackageNotFoundError:
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="scenelog",
@@ -86,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
         "4 damaged store.\n\nExample:\n  scenelog --root /show/store --project myshow ls ep_001",
     )
     _global_options(parser, suppress=False)
+    parser.add_argument(
+        "--version", action="version", version=f"scenelog {_version()}", help="print the version"
+    )
     subs = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, summary, example, add_arguments, handler in SUBCOMMANDS:
         p = subs.add_parser(
@@ -97,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
         )
         add_arguments(p)
         _global_options(p, suppress=True)
-        p.set_defaults(handler=handler)
+        # Not ``handler``: a command may name an argument so (watch's `-- CMD ARGS`).
+        p.set_defaults(run_command=handler)
     return parser
 
 
@@ -114,7 +131,7 @@ def cli(*argv: str, out: Any = None, err: Any = None) -> int:
         args = build_parser().parse_args(list(argv))
         if args.command is None:
             raise UsageError("a COMMAND is needed (see `scenelog --help`)")
-        return int(args.handler(Context(args, out, err), args))
+        return int(args.run_command(Context(args, out, err), args))
     except (Exception, KeyboardInterrupt) as e:
         result = outcome(e)
         if result.traceback and "--debug" in argv:

@@ -1,17 +1,36 @@
-"""The audit subcommands: diff, audit, verify, heads, import."""
+"""The audit subcommands: diff, audit, verify, heads, import.
+
+The JSON each prints follows docs/CLI.md: one object for one thing, one array
+for a list (``audit``, ``heads``, ``import``), JSON lines only with
+``--jsonl``. ``audit`` goes on past a damaged batch: it names it on stderr
+and exits 4 once every other batch is reported.
+"""
 
 from __future__ import annotations
 
 import argparse
 import csv
+import os
+import tempfile
+
+import msgspec
 
 from eventstore.adopt import adopt_view
 from eventstore.events import EVENT_TYPES
 from eventstore.importer import import_manifests
 from eventstore.layout import validate_batch_id
 from projections import render
-from projections.cli.context import Context, json_flag, version_arg
-from projections.cli.errors import EXIT_NO, EXIT_OK, UsageError
+from projections.cli.context import (
+    TIME_HELP,
+    Context,
+    episode_arguments,
+    episode_of,
+    json_flag,
+    list_flags,
+    version_arg,
+    wide_flag,
+)
+from projections.cli.errors import EXIT_DAMAGED, EXIT_NO, EXIT_OK, UsageError, one_line
 from projections.cli.policy import policy_note
 from projections.verify import heads, load_heads, verify
 
@@ -67,9 +86,9 @@ def _types(text: str) -> tuple[str, ...]:
 
 
 def audit_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("episode", metavar="EPISODE", nargs="?", help="e.g. ep_001 (default: all)")
-    p.add_argument("--since", metavar="TIME", help="from TIME (ISO 8601 with zone), inclusive")
-    p.add_argument("--until", metavar="TIME", help="up to TIME, inclusive")
+    episode_arguments(p)
+    p.add_argument("--since", metavar="TIME", help=f"from TIME, inclusive: {TIME_HELP}")
+    p.add_argument("--until", metavar="TIME", help="up to TIME, inclusive (the same forms)")
     p.add_argument(
         "--type",
         type=_types,
@@ -78,21 +97,57 @@ def audit_arguments(p: argparse.ArgumentParser) -> None:
         help="event types (default: conformed,reverted)",
     )
     p.add_argument("--by", dest="who", metavar="WHO", help="only events by actor WHO")
+    p.add_argument(
+        "--no-imported",
+        dest="imported",
+        action="store_false",
+        help="leave out events carried over by `scenelog import` (the reference's history)",
+    )
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--json", action="store_true", help="print JSON lines")
+    group.add_argument("--json", action="store_true", help="print one JSON array")
+    group.add_argument(
+        "--jsonl", action="store_true", help="print one JSON object per line (for line tools)"
+    )
     group.add_argument("--csv", action="store_true", help="print CSV with a header")
+    wide_flag(p)
+
+
+AUDIT_FIELDS = [
+    "batch_id",
+    "seq",
+    "type",
+    "from_version",
+    "to_version",
+    "actor",
+    "at",
+    "reason",
+    "imported",
+]
+"""The columns of ``audit --csv`` and the keys of each ``audit --json`` row."""
 
 
 def cmd_audit(ctx: Context, args: argparse.Namespace) -> int:
+    damaged: list[str] = []
+
+    def on_damaged(batch_id: str, error: Exception) -> None:
+        damaged.append(batch_id)
+        ctx.note(f"scenelog: error: {batch_id} left out of the audit: {one_line(str(error))}")
+
     rows = ctx.projection().audit(
-        episode=args.episode, since=args.since, until=args.until, types=args.type, actor=args.who
+        episode=episode_of(args),
+        since=args.since,
+        until=args.until,
+        types=args.type,
+        actor=args.who,
+        imported=args.imported,
+        on_damaged=on_damaged,
     )
     if args.json:
-        for row in rows:
-            ctx.json(row.to_dict())
+        ctx.json([row.to_dict() for row in rows])
+    elif args.jsonl:
+        ctx.json_lines(row.to_dict() for row in rows)
     elif args.csv:
-        fields = ["batch_id", "seq", "type", "from_version", "to_version", "actor", "at", "reason"]
-        writer = csv.DictWriter(ctx.out, fieldnames=fields, lineterminator="\n")
+        writer = csv.DictWriter(ctx.out, fieldnames=AUDIT_FIELDS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(row.to_dict() for row in rows)
     else:
@@ -100,7 +155,7 @@ def cmd_audit(ctx: Context, args: argparse.Namespace) -> int:
             [
                 render.short_time(r.at),
                 r.batch_id,
-                r.type,
+                r.type + (" (imported)" if r.imported else ""),
                 f"v{r.from_version}" if r.from_version else "-",
                 f"v{r.to_version}",
                 r.actor,
@@ -110,9 +165,17 @@ def cmd_audit(ctx: Context, args: argparse.Namespace) -> int:
         ]
         ctx.print(
             render.table(
-                ["TIME (UTC)", "BATCH", "TYPE", "FROM", "TO", "ACTOR", "REASON"], table_rows
+                ["TIME (UTC)", "BATCH", "TYPE", "FROM", "TO", "ACTOR", "REASON"],
+                table_rows,
+                max_last=None if ctx.wide else 40,
             )
         )
+    if damaged:
+        ctx.note(
+            f"scenelog: error: {len(damaged)} damaged batch(es) left out: {', '.join(damaged)}; "
+            "run `scenelog verify` on each"
+        )
+        return EXIT_DAMAGED
     return EXIT_OK
 
 
@@ -140,7 +203,7 @@ def cmd_verify(ctx: Context, args: argparse.Namespace) -> int:
     exported = None
     if args.heads is not None:
         try:
-            exported = load_heads(args.heads)
+            exported = _load_heads(args.heads)
         except OSError as e:
             raise UsageError(f"cannot read heads file {args.heads}: {e.strerror or e}") from e
         except ValueError as e:
@@ -165,6 +228,39 @@ def cmd_verify(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_NO
 
 
+def _load_heads(path: str) -> dict[str, tuple[int, str]]:
+    """An export of ``scenelog heads``: its array (``--json``), JSON lines or table.
+
+    ``load_heads`` reads lines; an array is read here and handed to it as the
+    same rows, one per line, so every row is checked the same way.
+    """
+    with open(path, "rb") as f:
+        text = f.read()
+    if not text.lstrip().startswith(b"["):
+        return load_heads(path)
+    try:
+        rows = msgspec.json.decode(text)
+        if not isinstance(rows, list):
+            raise ValueError("not an array")
+        lines = b"".join(msgspec.json.encode(row) + b"\n" for row in rows)
+    except (ValueError, msgspec.DecodeError) as e:
+        raise ValueError(
+            f"{path}: not an export of `scenelog heads --json` ({e}); pass a file written by "
+            "`scenelog heads --json`"
+        ) from e
+    with tempfile.NamedTemporaryFile(prefix="scenelog-heads-", suffix=".jsonl") as copy:
+        copy.write(lines)
+        copy.flush()
+        try:
+            return load_heads(copy.name)
+        except ValueError as e:
+            raise ValueError(
+                str(e)
+                .replace(f"{copy.name}:", f"{path}: item ", 1)
+                .replace(os.path.basename(copy.name), os.path.basename(path))
+            ) from e
+
+
 def heads_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "target",
@@ -172,14 +268,15 @@ def heads_arguments(p: argparse.ArgumentParser) -> None:
         nargs="?",
         help="one episode or one batch (default: the whole project)",
     )
-    json_flag(p, "print one JSON line per batch (the form `verify --heads` reads)")
+    list_flags(p)
 
 
 def cmd_heads(ctx: Context, args: argparse.Namespace) -> int:
     rows = heads(ctx.project, ctx.root, target=args.target)
     if args.json:
-        for row in rows:
-            ctx.json(row.to_dict())
+        ctx.json([row.to_dict() for row in rows])
+    elif args.jsonl:
+        ctx.json_lines(row.to_dict() for row in rows)
     else:
         table_rows = [[row.batch_id, str(row.seq), row.hash] for row in rows]
         ctx.print(render.table(["BATCH", "SEQ", "HASH"], table_rows, max_last=64))
@@ -187,17 +284,22 @@ def cmd_heads(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def import_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("episode", metavar="EPISODE", nargs="?", help="e.g. ep_001 (default: all)")
+    episode_arguments(p)
     p.add_argument(
         "--adopt",
         metavar="BATCH_ID",
         help="turn a change a reference-era tool made to BATCH_ID's versions.json into events",
     )
     p.add_argument("--dry-run", action="store_true", help="check and report, write nothing")
-    json_flag(p, "print one JSON line per manifest")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON array, one object per manifest (with --adopt: one object)",
+    )
 
 
 def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
+    args.episode = episode_of(args)
     if args.adopt is not None:
         if args.episode is not None:
             raise UsageError("--adopt takes one batch id and no episode")
@@ -215,10 +317,12 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
         actor=ctx.actor,
         lock_timeout=ctx.lock_timeout,
     )
+    if args.json:
+        ctx.json([outcome.to_dict() for outcome in outcomes])
     for outcome in outcomes:
         if args.json:
-            ctx.json(outcome.to_dict())
-        elif outcome.problems:
+            continue
+        if outcome.problems:
             ctx.print(f"{outcome.batch_id}: refused: {'; '.join(outcome.problems)}")
         else:
             ctx.print(

@@ -20,22 +20,27 @@ from typing import Any
 import msgspec
 
 from eventstore import SceneVersionStore
-from eventstore.layout import batch_episode
 from eventstore.filelog.lock import DEFAULT_LOCK_TIMEOUT
+from eventstore.layout import batch_episode
 from projections.cli.errors import UsageError
 from projections.projection import Projection
 
 __all__ = [
     "MAX_LOCK_TIMEOUT",
+    "TIME_HELP",
     "Arguments",
     "Context",
     "Handler",
     "check_root",
     "count_arg",
+    "episode_arguments",
+    "episode_of",
     "json_flag",
+    "list_flags",
     "seconds_arg",
     "utf8_arg",
     "version_arg",
+    "wide_flag",
 ]
 
 MAX_LOCK_TIMEOUT = min(threading.TIMEOUT_MAX, 365 * 24 * 3600.0)
@@ -108,8 +113,26 @@ class Context:
         print(text, file=self.err, flush=True)
 
     def json(self, value: Any) -> None:
+        """One JSON document on one line (an object, or an array for a list)."""
         self.out.write(msgspec.json.encode(value).decode() + "\n")
         self.out.flush()
+
+    def json_lines(self, values: Any) -> None:
+        """One JSON document per line (``--jsonl``): for streams and line tools."""
+        self.out.write("".join(msgspec.json.encode(v).decode() + "\n" for v in values))
+        self.out.flush()
+
+    @property
+    def wide(self) -> bool:
+        """Whether free text (reasons) is printed whole: ``--wide``, or stdout is no terminal.
+
+        A table cuts its last column only for a person at a terminal; a pipe,
+        a file or a script always gets every character.
+        """
+        if getattr(self.args, "wide", False):
+            return True
+        isatty = getattr(self.out, "isatty", None)
+        return not (callable(isatty) and isatty())
 
 
 Handler = Callable[[Context, argparse.Namespace], int]
@@ -228,3 +251,41 @@ def _shown(text: str) -> str:
 
 def json_flag(p: argparse.ArgumentParser, text: str = "print JSON instead of a table") -> None:
     p.add_argument("--json", action="store_true", help=text)
+
+
+def list_flags(p: argparse.ArgumentParser) -> None:
+    """``--json`` (one array) and ``--jsonl`` (one object per line) for a command that lists."""
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--json", action="store_true", help="print one JSON array")
+    group.add_argument(
+        "--jsonl", action="store_true", help="print one JSON object per line (for line tools)"
+    )
+
+
+def wide_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--wide",
+        action="store_true",
+        help="never cut the REASON column on a terminal (it is never cut in a pipe or file)",
+    )
+
+
+TIME_HELP = "ISO 8601 with a zone (2026-11-26T12:00:00Z), or a date (2026-11-26: 00:00 UTC)"
+"""What a TIME argument accepts, as every --help says it."""
+
+
+def episode_arguments(p: argparse.ArgumentParser) -> None:
+    """EPISODE, given the same way everywhere: positional, or ``--episode`` (as ``watch``)."""
+    p.add_argument("episode", metavar="EPISODE", nargs="?", help="e.g. ep_001 (default: all)")
+    p.add_argument(
+        "--episode", dest="episode_option", metavar="EPISODE", help="the same as EPISODE"
+    )
+
+
+def episode_of(args: argparse.Namespace) -> str | None:
+    """The episode from EPISODE or ``--episode`` (UsageError when both differ)."""
+    given = args.episode
+    option = getattr(args, "episode_option", None)
+    if given is not None and option is not None and given != option:
+        raise UsageError(f"give EPISODE or --episode, not both ({given} and {option})")
+    return given if given is not None else option

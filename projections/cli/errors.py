@@ -27,6 +27,7 @@ __all__ = [
     "EXIT_REFUSED",
     "Outcome",
     "UsageError",
+    "one_line",
     "outcome",
 ]
 

@@ -64,7 +64,7 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
     Subcommand(
         "history",
         "every event of the batch: who, when, what, why",
-        "scenelog history ep_001_BATCH_003 --json | jq 'select(.type==\"conformed\")'",
+        "scenelog history ep_001_BATCH_003 --jsonl | jq -c 'select(.type==\"conformed\")'",
         batches.history_arguments,
         batches.cmd_history,
     ),
@@ -83,6 +83,20 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
         batches.cmd_gate,
     ),
     Subcommand(
+        "path",
+        "the body file of the active (or given) version, for tools that open files",
+        'scenelog path ep_001_BATCH_003 2  # a tool opens it: maya -file "$(scenelog path B)"',
+        batches.path_arguments,
+        batches.cmd_path,
+    ),
+    Subcommand(
+        "cat",
+        "print the body of the active (or given) version (every backend)",
+        "scenelog cat ep_001_BATCH_003 2 | jq '.beats | length'",
+        batches.cat_arguments,
+        batches.cmd_cat,
+    ),
+    Subcommand(
         "demo",
         "build a small show and walk a pipeline day on it",
         "scenelog demo /tmp/scenelog-demo",
@@ -99,7 +113,7 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
     Subcommand(
         "audit",
         "every pointer move across the project: batch, from → to, who, when, why",
-        "scenelog audit ep_001 --since 2026-11-01T00:00:00Z --csv > approvals.csv",
+        "scenelog audit ep_001 --since 2026-11-01 --no-imported --csv > approvals.csv",
         audit.audit_arguments,
         audit.cmd_audit,
     ),
