@@ -177,8 +177,8 @@ def test_item9_a_time_before_year_1_in_utc_is_before_everything_not_a_traceback(
     with pytest.raises(InvalidInput):
         parse_time(early)  # it has no UTC form: a clear error, not OverflowError
     result = scenelog(three, "show", B1, "--at", early, "--json")
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["seq"] == 0
+    # Before the batch's first event: said so, exit 1 (issue 13 item 10), never a traceback.
+    assert result.returncode == 1 and "did not exist yet" in result.stderr, result.stderr
     for args in (
         ["show", B1, "--at", late],
         ["audit", "--since", early],

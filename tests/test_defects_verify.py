@@ -338,7 +338,7 @@ def test_item11_r27_heads_export_finds_a_consistently_rewritten_log(
 ) -> None:
     export = scenelog(root, "heads", "--json")
     assert export.returncode == 0, export.stderr
-    rows = [json.loads(line) for line in export.stdout.splitlines()]
+    rows = json.loads(export.stdout)  # one array (docs/CLI.md); verify --heads reads it
     last = _log(scenes).read_bytes().split(b"\n")[-2]
     assert rows == [
         {"batch_id": BATCH, "seq": 6, "hash": hashlib.sha256(last).hexdigest()},

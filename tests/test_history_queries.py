@@ -129,7 +129,7 @@ def test_audit_and_diff_cli(scripted_files: Projection, root: Path) -> None:
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert [r["reason"] for r in rows] == ["dailies", "title fix", "continuity"]
     result = run("audit", "ep_001", "--json", "--by", "sup.ana", "--type", "reverted")
-    assert [json.loads(line)["to_version"] for line in result.stdout.splitlines()] == [1]
+    assert [row["to_version"] for row in json.loads(result.stdout)] == [1]
     result = run("audit", "--type", "bogus")
     assert result.returncode == 2
     result = run("diff", B3, "1", "2", "--json")

@@ -75,7 +75,10 @@ __all__ = ["ServeConfig", "create_app"]
 BOARD_DIR = Path(__file__).resolve().parent.parent / "board"
 IMMUTABLE = "public, max-age=31536000, immutable"
 MAX_PROJECTS = 256
-CSV_FIELDS = ["batch_id", "seq", "type", "from_version", "to_version", "actor", "at", "reason"]
+CSV_FIELDS = [
+    *("batch_id", "seq", "type", "from_version", "to_version", "actor", "at", "reason"),
+    "imported",
+]
 
 
 @dataclass
