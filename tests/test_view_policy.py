@@ -34,7 +34,8 @@ from tests.helpers import scene
 root, who, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
 store = SceneVersionStore("show", 1, root=root)
 for i in range(count):
-    store.write_scene_candidate("ep_001_BATCH_003", scene(shots=2, tag=f"{who}-{i}"), reason=f"{who}-{i}")
+    body = scene(shots=2, tag=f"{who}-{i}")
+    store.write_scene_candidate("ep_001_BATCH_003", body, reason=f"{who}-{i}")
 print("done")
 """
 
