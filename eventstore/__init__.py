@@ -10,6 +10,8 @@ log interface and its file backend), ``views`` (``versions.json``),
 
 from __future__ import annotations
 
+import typing as _typing
+
 from eventstore.errors import (
     BodyMissing,
     ConsumerBusy,
@@ -42,11 +44,13 @@ from eventstore.events import (
 )
 from eventstore.filelog import FileLog
 from eventstore.filelog.paths import BatchPaths, Layout
-from eventstore.importer import ImportOutcome, import_manifests
 from eventstore.log import EventLog, LogSession, open_log
 from eventstore.manifest import Manifest, VersionEntry, fold
 from eventstore.scene import Scene, load_scene, structure_fingerprint
 from eventstore.store import KINDS, STATES, CandidateResult, SceneVersionStore
+
+if _typing.TYPE_CHECKING:
+    from eventstore.importer import ImportOutcome, import_manifests
 
 __all__ = [
     "EVENT_TYPES",
@@ -94,3 +98,14 @@ __all__ = [
     "open_log",
     "structure_fingerprint",
 ]
+
+
+def __getattr__(name: str) -> _typing.Any:
+    """The importer's names load it when first asked for: a command that imports
+    nothing pays nothing for it (issue 15)."""
+    if name in ("ImportOutcome", "import_manifests"):
+        from eventstore import importer
+
+        value = globals()[name] = getattr(importer, name)
+        return value
+    raise AttributeError(f"module 'eventstore' has no attribute {name!r}")

@@ -28,7 +28,7 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -49,7 +49,9 @@ from eventstore.events import EVENT_TYPES
 from eventstore.layout import normalize_episode, validate_batch_id, validate_version
 from eventstore.log import EventLog, open_log
 from eventstore.rules import flat_name
-from projections.diff import SceneDiff, diff_scenes
+
+if TYPE_CHECKING:
+    from projections.diff import SceneDiff  # loaded by diff() only (issue 15: start-up)
 
 __all__ = [
     "TIME_EXAMPLE",
@@ -402,6 +404,8 @@ class Projection:
 
     def diff(self, batch_id: str, a: int, b: int) -> SceneDiff:
         """Shot-level differences from version ``a`` to version ``b``."""
+        from projections.diff import diff_scenes
+
         return diff_scenes(batch_id, a, self.body(batch_id, a), b, self.body(batch_id, b))
 
     # ── an episode, a project ──────────────────────────────────────────────

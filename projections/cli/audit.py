@@ -15,9 +15,7 @@ import tempfile
 
 import msgspec
 
-from eventstore.adopt import adopt_view
 from eventstore.events import EVENT_TYPES
-from eventstore.importer import import_manifests
 from eventstore.layout import validate_batch_id
 from projections import render
 from projections.cli.context import (
@@ -309,6 +307,8 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
             "import takes an episode (ep_001), not a batch id (to adopt a changed "
             "versions.json: --adopt BATCH_ID)"
         )
+    from eventstore.importer import import_manifests  # loaded by import only (issue 15)
+
     outcomes = import_manifests(
         ctx.project,
         ctx.root,
@@ -335,6 +335,8 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _adopt(ctx: Context, args: argparse.Namespace) -> int:
+    from eventstore.adopt import adopt_view  # loaded by import --adopt only (issue 15)
+
     outcome = adopt_view(
         ctx.project,
         validate_batch_id(args.adopt),

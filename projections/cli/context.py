@@ -20,8 +20,8 @@ from typing import Any
 import msgspec
 
 from eventstore import SceneVersionStore
-from eventstore.filelog.lock import DEFAULT_LOCK_TIMEOUT
 from eventstore.layout import batch_episode
+from eventstore.log import DEFAULT_LOCK_TIMEOUT
 from projections.cli.errors import UsageError
 from projections.projection import Projection
 
