@@ -431,7 +431,17 @@ def test_item11_the_episode_is_given_the_same_way_in_ls_audit_and_watch(demo: Pa
             option.stdout
         )
         one_line_error(run(demo, command, "ep_001", "--episode", "ep_002"), 2)
-    watch = run(demo, "watch", "--episode", "ep_001", "--start", "beginning", "--max-events", "1")
+    watch = run(
+        demo,
+        "watch",
+        "--episode",
+        "ep_001",
+        "--start",
+        "beginning",
+        "--max-events",
+        "1",
+        *("--poll", "--timeout", "20"),
+    )
     assert watch.returncode == 0 and json.loads(watch.stdout)["episode"] == "ep_001"
 
 
