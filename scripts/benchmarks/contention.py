@@ -69,7 +69,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
             yield
 
     namespace["batch_lock"] = timed_lock
-    store = SceneVersionStore(PROJECT, 3, root=root)
+    store = SceneVersionStore(spec.get("project", PROJECT), 3, root=root)
     batch = spec["batch"]
     mine = (2 * wid + 1, 2 * wid + 2)  # only this worker targets them: every call appends
     while time.time() < spec["start_at"]:
@@ -104,10 +104,10 @@ def contend(root: Path, specs: list[dict[str, Any]]) -> tuple[float, list[float]
     return total / wall, [w for r in results for w in r["waits"]]
 
 
-def reasons_in_log(root: Path, batch: str) -> dict[str, int]:
+def reasons_in_log(root: Path, batch: str, project: str = PROJECT) -> dict[str, int]:
     """How many times each reason occurs in ``batch``'s log."""
     counts: dict[str, int] = {}
-    log = root / PROJECT / batch[:6] / "scenes" / f"{batch}.events.jsonl"
+    log = root / project / batch[:6] / "scenes" / f"{batch}.events.jsonl"
     for event in read_log_events(log, batch):
         if event.reason:
             counts[event.reason] = counts.get(event.reason, 0) + 1

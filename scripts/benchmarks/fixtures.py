@@ -77,14 +77,15 @@ class Primitive:
             fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
 
 
-def big_log(root: Path, batch: str, events: int, versions: int) -> Path:
+def big_log(root: Path, batch: str, events: int, versions: int, project: str = PROJECT) -> Path:
     """A log of ``versions`` appended events then pointer events up to ``events``.
 
-    Built without fsync, 5,000 events per session; the last event is a real
-    ``conform``, so the batch's view is rewritten and current at the end.
+    Built without fsync, 5,000 events per session, in ``project`` (whose view
+    policy decides what the sessions leave); the last event is a real
+    ``conform``, so under ``sync`` the batch's view is current at the end.
     """
-    log = FileLog(Layout.of(PROJECT, root))
-    store = SceneVersionStore(PROJECT, batch[:6], root=root)
+    log = FileLog(Layout.of(project, root))
+    store = SceneVersionStore(project, batch[:6], root=root)
     with no_fsync():
         for v in range(versions):
             store.write_scene_candidate(batch, scene(batch, 12, str(v)))

@@ -1,6 +1,8 @@
-"""Rows 8a, 8b: scenelog against a peer, eventsourcing 9 with its SQLite recorder.
+"""Rows 8a-8c: scenelog against a peer, eventsourcing 9 with its SQLite recorder.
 
-8a compares row 1's per-command time with one ``save`` of one event; 8b
+8a compares row 1's per-command time with one ``save`` of one event; 8c times
+the append of a project under the ``lazy`` view policy and the peer's ``save``
+interleaved in one run; 8b
 compares a full fold of a 20,000-event log (view deleted) with an aggregate
 rebuild of 20,000 events. Invariants: the peer's database lives in the run's
 folder; without eventsourcing installed the row says how to install it and
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .fixtures import big_log
+from .policy import conformer
 from .reads import fold_timer
 from .report import Row
 from .timing import paired, per_op, seconds, us
@@ -68,6 +71,11 @@ def row_peer(root: Path, rounds: int, ours_append: float) -> list[Row]:
             app.save(agg)
 
     theirs_a = statistics.median(per_op(theirs_append, PEER_OPS) for _ in range(rounds))
+    # 8c: the lazy policy's append against the same peer, interleaved in one run.
+    ours_lazy = conformer(root, "lazy", "bench_peer")
+    lazy, theirs_c = paired(
+        lambda: per_op(ours_lazy, PEER_OPS), lambda: per_op(theirs_append, PEER_OPS), rounds
+    )
     for _ in range(REPLAY_EVENTS // 1000):
         for i in range(1000):
             agg.conform(1 + i % 2, "approved in dailies")
@@ -97,5 +105,14 @@ def row_peer(root: Path, rounds: int, ours_append: float) -> list[Row]:
             "ratio": a / b,
             "target": "< 1× (ahead)",
             "ok": a < b,
+        },
+        {
+            "row": "8c. peer: durable append, view policy lazy",
+            "ours": us(lazy),
+            "base": us(theirs_c),
+            "base_what": "eventsourcing 9 + SQLite, one event per save (interleaved)",
+            "ratio": lazy / theirs_c,
+            "target": "≤ 0.75× (ahead by a third)",
+            "ok": lazy / theirs_c <= 0.75,
         },
     ]
