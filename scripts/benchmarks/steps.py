@@ -19,8 +19,10 @@ from pathlib import Path
 from .append import row_candidates, row_single_append, single_append_seconds
 from .contention import row_contended
 from .peers import row_peer
+from .policy import row_policy_append, row_policy_contended, row_policy_manifest
 from .reads import row_episode, row_fold, row_manifest
 from .report import Row
+from .startup import row_startup
 from .watch import WATCH_APPENDS, row_watch
 
 
@@ -60,6 +62,10 @@ STEPS: tuple[Step, ...] = (
     Step("episode", lambda ctx: [row_episode(ctx.root, ctx.rounds)]),
     Step("watch", lambda ctx: row_watch(ctx.root, WATCH_APPENDS)),
     Step("peer", _peer),
+    Step("policy append", lambda ctx: row_policy_append(ctx.root, ctx.rounds)),
+    Step("policy-contended", lambda ctx: row_policy_contended(ctx.root, max(3, ctx.rounds // 2))),
+    Step("policy-manifest", lambda ctx: row_policy_manifest(ctx.root, ctx.rounds)),
+    Step("startup", lambda ctx: row_startup(ctx.root, ctx.rounds)),
 )
 
 
