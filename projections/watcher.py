@@ -88,7 +88,7 @@ _WAIT_SECONDS = 0.05
 """Live mode looks at the stop flag at least this often."""
 DURABLE_SECONDS = 0.05
 """At most this long between durable checkpoint saves while events are handled."""
-DURABLE_EVENTS = 1000
+DURABLE_EVENTS = 10_000
 """At most this many events handled between durable checkpoint saves."""
 STDERR_TAIL = 2048
 """The bytes of a failed handler's stderr kept with a parked event (its end)."""
@@ -142,6 +142,18 @@ class _Saved(msgspec.Struct):
     delivered_at: str | None = None
     positions: dict[str, Any] | None = None
     parked: list[dict[str, Any]] = msgspec.field(default_factory=list)
+
+
+_second: list[Any] = [-1, ""]  # the last whole second formatted, and its text
+
+
+def _now() -> str:
+    """``utc_now()``'s form, formatting the date once a second (it is read per event)."""
+    t = time.time()
+    s = int(t)
+    if s != _second[0]:
+        _second[:] = [s, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s))]
+    return f"{_second[1]}.{int((t - s) * 1e6):06d}Z"
 
 
 def _stderr_notice(text: str) -> None:
@@ -307,8 +319,10 @@ class Watcher:
 
     def _save(self, *, durable: bool) -> None:
         assert self.consumer is not None
+        # A grouped save is stamped with its event's delivery time (one clock read less).
+        at = self._delivered_at if not durable and self._delivered_at else utc_now()
         data = msgspec.json.encode(
-            _Checkpoint(self.consumer, utc_now(), self._handled, self._delivered_at, self.parked)
+            _Checkpoint(self.consumer, at, self._handled, self._delivered_at, self.parked)
         )
         self.log.save_checkpoint(self.consumer, data, durable=durable)
         self._saved, self._dirty = self._handled, False
@@ -343,7 +357,7 @@ class Watcher:
                 self._handled = item.position
                 continue
             self._pending = item.position
-            self._delivered_at = utc_now()
+            self._delivered_at = _now()
             yield WatchEvent(self.project, item.batch_id[:6], item.event)
             self.commit(durable=None)  # the consumer came back for more: done with this one
 

@@ -1,15 +1,29 @@
 """The file backend's consumer checkpoints and their claim, under ``.scenelog/consumers/``.
 
-    <root>/<project>/.scenelog/consumers/<name>.json   the checkpoint's bytes
-    <root>/<project>/.scenelog/consumers/<name>.lock   held by the consumer's one watcher
+    <root>/<project>/.scenelog/consumers/<name>.json      the last durable checkpoint
+    <root>/<project>/.scenelog/consumers/<name>.journal   saves since then (durable=False)
+    <root>/<project>/.scenelog/consumers/<name>.lock      held by the consumer's one watcher
 
 Invariants:
-- A checkpoint is replaced atomically (temp file, rename): a crash at any
-  step leaves the old bytes or the new ones, never a mix. A durable save also
-  fsyncs the temp file and the folder; a save with ``durable=False`` does not:
-  the next process sees it (it is in the page cache), a power loss may bring
-  back the last durable one. The folder is created on the first save, never
-  by a load.
+- A durable save replaces ``<name>.json`` atomically and durably (temp file,
+  fsync, rename, folder fsync): ``<name>.json`` is always the last durable
+  checkpoint. Then it appends a mark ``{"base": sha256 of those bytes}`` to
+  the journal this process writes (or removes a journal it does not write,
+  or one past half of ``JOURNAL_MAX``).
+- A save with ``durable=False`` appends one line to ``<name>.journal`` (no
+  fsync; a few microseconds, where replacing a file costs an inode and a
+  rename); a journal starts with the mark of the current ``<name>.json``.
+  One made when there is no ``<name>.json`` yet, or on a journal grown past
+  ``JOURNAL_MAX`` bytes, is made durable instead.
+- A load returns ``<name>.json``, unless the journal holds a mark of exactly
+  those bytes followed by complete lines: then the last of them that is a
+  JSON object. So the next process sees every save (they are in the page
+  cache: a crash of the writer loses none), and a power loss brings back the
+  last durable save or a later one (a line after the mark of a file was
+  saved after it). A crash at any step of a durable save leaves the old
+  bytes or the new ones, never a mix: until its mark is written, the journal
+  marks only older files and is ignored.
+- The folder is created on the first save, never by a load.
 - A checkpoint whose bytes are not a JSON object is an error naming the file
   (DamagedStore), never a silent restart; what the object holds is its
   writer's (the watcher's) business.
@@ -26,10 +40,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
+import hashlib
 import json
 import os
 import re
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,15 +56,31 @@ from eventstore.events import utc_now
 from eventstore.filelog.fsio import os_errors, replace_atomic
 from eventstore.filelog.paths import Layout
 
-__all__ = ["claim", "consumer_dir", "delete", "load", "names", "position_at", "save"]
+__all__ = [
+    "JOURNAL_MAX",
+    "claim",
+    "consumer_dir",
+    "delete",
+    "load",
+    "names",
+    "position_at",
+    "save",
+]
 
 _CONSUMER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+JOURNAL_MAX = 16 << 20
+"""A journal past this many bytes is folded into ``<name>.json`` at the next save."""
+
+_journals: dict[str, tuple[int, int]] = {}
+"""Journals this process appends to: path -> (open fd, bytes written)."""
+_journals_guard = threading.Lock()
 
 
 def consumer_dir(layout: Layout) -> Path:
     return layout.meta_dir / "consumers"
 
 
+@functools.lru_cache(maxsize=256)
 def _path(layout: Layout, consumer: str, suffix: str) -> Path:
     if not _CONSUMER_RE.fullmatch(consumer):
         raise InvalidInput(
@@ -76,21 +109,112 @@ def load(layout: Layout, consumer: str) -> bytes | None:
             "start the consumer afresh (it then follows --start)",
             path=str(path),
         ) from e
-    return data
+    return _journal_last(_path(layout, consumer, ".journal"), data) or data
+
+
+def _base_line(data: bytes) -> bytes:
+    return b'{"base":"%s"}\n' % hashlib.sha256(data).hexdigest().encode()
+
+
+def _journal_last(path: Path, base: bytes) -> bytes | None:
+    """The journal's last checkpoint after its mark for ``base``; None when there is none."""
+    try:
+        journal = path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError:
+        with os_errors(path, "read"):
+            raise
+    mark = _base_line(base)
+    at = journal.rfind(mark)
+    if at < 0 or (at and journal[at - 1 : at] != b"\n"):
+        return None  # no save after this .json (or a journal left by a crash): the .json
+    lines = journal[at + len(mark) : journal.rfind(b"\n") + 1].splitlines()
+    marks = [i for i, line in enumerate(lines) if line.startswith(b'{"base":')]
+    if marks:  # the mark of a later file: not this one's saves
+        lines = lines[: marks[0]]
+    for line in reversed(lines):
+        try:
+            if isinstance(json.loads(line), dict):
+                return line
+        except ValueError:
+            continue  # a line torn by a power loss: the one before it
+    return None
+
+
+def _drop_journal(path: Path) -> None:
+    with _journals_guard:
+        found = _journals.pop(_key(path), None)
+    if found is not None:
+        os.close(found[0])
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        path.unlink()
+
+
+def _append(path: Path, base: Path, data: bytes) -> bool:
+    """Append ``data`` to the journal after a mark of ``base``; False: save durably."""
+    key = _key(path)
+    found = _journals.get(key)  # one writer per consumer (the claim): no race on the entry
+    if found is None:
+        try:
+            current = base.read_bytes()
+        except FileNotFoundError:
+            return False
+        _drop_journal(path)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        mark = _base_line(current)
+        os.write(fd, mark)
+        found = (fd, len(mark))
+    fd, size = found
+    if size + len(data) > JOURNAL_MAX:
+        return False
+    os.write(fd, data + b"\n")
+    _journals[key] = (fd, size + len(data) + 1)
+    return True
+
+
+def _marked(path: Path, data: bytes) -> None:
+    """After a durable save of ``data``: mark the journal, or remove it (grown, or not ours)."""
+    key = _key(path)
+    found = _journals.get(key)
+    if found is None or found[1] > JOURNAL_MAX // 2:
+        _drop_journal(path)
+        return
+    mark = _base_line(data)
+    os.write(found[0], mark)
+    _journals[key] = (found[0], found[1] + len(mark))
+
+
+@functools.lru_cache(maxsize=256)
+def _key(path: Path) -> str:
+    return str(path)
 
 
 def save(layout: Layout, consumer: str, data: bytes, *, durable: bool = True) -> None:
-    """Replace the consumer's checkpoint with ``data``, atomically (and durably by default).
+    """Save the consumer's checkpoint ``data``, atomically (and durably by default).
 
-    Crash at any step: before the rename the old checkpoint stands (a temp
-    file may be left, named ``.….tmp``); after it, the new one. Power loss
-    after a save with ``durable=False``: the old or the new one (or an older
-    durable one).
+    An append to the journal, or a durable replace (see the module
+    docstring). Crash at any step: the old checkpoint or the new one (a
+    durable save may leave a temp file named ``.….tmp``, or a journal with
+    no mark of the new file, which is ignored). Power loss: the last durable
+    save or a later one.
     """
     path = _path(layout, consumer, ".json")
+    journal = _path(layout, consumer, ".journal")
+    if b"\n" in data:
+        data = json.dumps(json.loads(data), separators=(",", ":")).encode()  # one line
+    if not durable:
+        try:
+            if _append(journal, path, data):
+                return
+        except OSError:
+            with os_errors(journal, "write"):
+                raise
     with os_errors(path.parent, "create"):
         path.parent.mkdir(parents=True, exist_ok=True)
-    replace_atomic(path, data, durable=durable)
+    replace_atomic(path, data, durable=True)
+    with os_errors(journal, "write"):
+        _marked(journal, data)
 
 
 def position_at(layout: Layout, position: str | None, batch_id: str, seq: int) -> str:
@@ -137,12 +261,14 @@ def delete(layout: Layout, consumer: str) -> bool:
     """Remove the consumer's checkpoint; False when it had none."""
     path = _path(layout, consumer, ".json")
     try:
-        path.unlink()
+        path.unlink()  # a journal without its .json is never read
     except (FileNotFoundError, NotADirectoryError):
         return False
     except OSError:
         with os_errors(path, "remove"):
             raise
+    with os_errors(path, "remove"):
+        _drop_journal(_path(layout, consumer, ".journal"))
     return True
 
 

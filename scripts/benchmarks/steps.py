@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .append import row_candidates, row_single_append, single_append_seconds
+from .consumer import row_consumer
 from .contention import row_contended
 from .peers import row_peer
 from .policy import row_policy_append, row_policy_contended, row_policy_manifest
@@ -61,6 +62,7 @@ STEPS: tuple[Step, ...] = (
     Step("manifest", lambda ctx: [row_manifest(ctx.root, ctx.rounds)]),
     Step("episode", lambda ctx: [row_episode(ctx.root, ctx.rounds)]),
     Step("watch", lambda ctx: row_watch(ctx.root, WATCH_APPENDS)),
+    Step("consumer catch-up", lambda ctx: row_consumer(ctx.root, ctx.rounds)),
     Step("peer", _peer),
     Step("policy append", lambda ctx: row_policy_append(ctx.root, ctx.rounds)),
     Step("policy-contended", lambda ctx: row_policy_contended(ctx.root, max(3, ctx.rounds // 2))),
