@@ -11,6 +11,12 @@ from eventstore import SceneVersionStore
 from eventstore.memlog import MemoryLog
 from projections import Projection
 
+# The throwaway PostgreSQL server's fixtures, for every test module: one server
+# per session (a module importing them again would start a second one).
+from tests.pgserver import pg_empty_url, pg_server, pg_url  # noqa: F401
+
+BACKENDS = ["file", "memory", "postgres"]
+
 
 @pytest.fixture
 def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -34,19 +40,25 @@ def scenes_dir(root: Path) -> Path:
     return root / "show" / "ep_001" / "scenes"
 
 
-@pytest.fixture(params=["file", "memory"])
+@pytest.fixture(params=BACKENDS)
 def backend_root(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[str]:
-    """A root on each backend: a new folder, or a ``memory://`` name of this test alone.
+    """A root on each backend: a new folder, a ``memory://`` name of this test alone,
+    or a ``postgresql://`` store (a schema of its own on the session's server).
 
     Behaviour suites take it instead of ``root`` to run on every backend; the
-    memory store is forgotten when the test ends.
+    memory store is forgotten when the test ends; the postgres case skips with
+    the reason when no server can be started (no binaries, no psycopg). Narrow
+    it with ``@pytest.mark.parametrize("backend_root", [...], indirect=True)``.
     """
     monkeypatch.delenv("SCENELOG_ROOT", raising=False)
     monkeypatch.setenv("SCENELOG_ACTOR", "tester@farm")
     if request.param == "file":
         yield str(tmp_path / "store")
+        return
+    if request.param == "postgres":
+        yield request.getfixturevalue("pg_url")
         return
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.name) + "-" + uuid.uuid4().hex[:8]
     yield f"memory://{name}"

@@ -40,7 +40,7 @@ from eventstore.pglog.core import Connections, redact
 from eventstore.pglog.schema import SCHEMA_VERSION
 from tests.helpers import DEADLINE, run_child
 from tests.log_contract import BATCH, OTHER, EventLogContract, appended, derived
-from tests.pgserver import PgServer, pg_empty_url, pg_server, pg_url  # noqa: F401
+from tests.pgserver import PgServer
 
 PROJECT = "show"
 
@@ -63,7 +63,7 @@ class _Logs:
 
 
 @pytest.fixture
-def logs(pg_url: str) -> Iterator[_Logs]:  # noqa: F811
+def logs(pg_url: str) -> Iterator[_Logs]:
     made = _Logs(pg_url)
     yield made
     made.close()
@@ -74,7 +74,7 @@ class TestPgLogContract(EventLogContract):
     processes = True
 
     @pytest.fixture(autouse=True)
-    def _database(self, logs: _Logs, pg_server: PgServer) -> None:  # noqa: F811
+    def _database(self, logs: _Logs, pg_server: PgServer) -> None:
         self._logs = logs
         self._server = pg_server
 
@@ -93,7 +93,7 @@ class TestPgLogContract(EventLogContract):
 # ── schema ──────────────────────────────────────────────────────────────────
 
 
-def test_db_init_is_idempotent_and_versioned(pg_empty_url: str) -> None:  # noqa: F811
+def test_db_init_is_idempotent_and_versioned(pg_empty_url: str) -> None:
     assert init_schema(pg_empty_url) == (0, SCHEMA_VERSION)
     assert init_schema(pg_empty_url) == (SCHEMA_VERSION, SCHEMA_VERSION)
     with psycopg.connect(pg_empty_url) as conn:
@@ -101,7 +101,7 @@ def test_db_init_is_idempotent_and_versioned(pg_empty_url: str) -> None:  # noqa
     assert rows == [(SCHEMA_VERSION,)]
 
 
-def test_missing_schema_says_to_run_db_init(pg_empty_url: str) -> None:  # noqa: F811
+def test_missing_schema_says_to_run_db_init(pg_empty_url: str) -> None:
     log = PgLog(Connections(pg_empty_url, redact(pg_empty_url)), PROJECT)
     with pytest.raises(SchemaMissing) as info:
         log.read(BATCH)
@@ -293,7 +293,7 @@ print("ok")
 """
 
 
-def test_r14_writer_processes_over_tcp_serialize(pg_server: PgServer, logs: _Logs) -> None:  # noqa: F811
+def test_r14_writer_processes_over_tcp_serialize(pg_server: PgServer, logs: _Logs) -> None:
     tcp = pg_server.over_tcp(logs.url)
     assert "127.0.0.1" in tcp
     import subprocess
@@ -590,7 +590,7 @@ print("ok")
 
 
 def test_gap_four_writer_processes_over_tcp_while_a_feed_follows_miss_nothing(
-    pg_server: PgServer,  # noqa: F811
+    pg_server: PgServer,
     logs: _Logs,
 ) -> None:
     import subprocess
@@ -644,7 +644,7 @@ def test_gap_four_writer_processes_over_tcp_while_a_feed_follows_miss_nothing(
 # ── through the store and the CLI ───────────────────────────────────────────
 
 
-def test_store_projection_and_cli_on_a_postgresql_root(pg_url: str, tmp_path: Path) -> None:  # noqa: F811
+def test_store_projection_and_cli_on_a_postgresql_root(pg_url: str, tmp_path: Path) -> None:
     from eventstore import SceneVersionStore
     from projections import Projection
     from tests.helpers import scene, scenelog
@@ -671,8 +671,8 @@ def test_store_projection_and_cli_on_a_postgresql_root(pg_url: str, tmp_path: Pa
 
 
 def test_cli_says_to_run_db_init_and_never_shows_a_password(
-    pg_server: PgServer,  # noqa: F811
-    pg_empty_url: str,  # noqa: F811
+    pg_server: PgServer,
+    pg_empty_url: str,
 ) -> None:
     from tests.helpers import scenelog
 
@@ -730,7 +730,7 @@ while True:
 
 
 def test_killed_writers_lose_no_acknowledged_command_and_the_chain_verifies(
-    pg_server: PgServer,  # noqa: F811
+    pg_server: PgServer,
     logs: _Logs,
 ) -> None:
     import signal

@@ -76,7 +76,7 @@ def test_item2_verify_names_no_file_and_imports_no_backend() -> None:
 def test_item2_file_strays_are_logless_bodies_manifests_lost_logs_and_odd_logs(
     written: str,
 ) -> None:
-    if written.startswith("memory://"):
+    if "://" in written:  # memory and postgresql have no stray files
         assert open_log("show", written).strays("ep_001") == []  # the default: none
         return
     scenes = Path(written) / "show" / "ep_001" / "scenes"
@@ -114,7 +114,7 @@ def test_item2_r26_file_bodies_are_looked_at_safely(written: str) -> None:
     assert (small.data, small.problem) == (None, "too_large")
     missing = log.look_body(BATCH, f"{BATCH}.v009.json", max_bytes=1 << 20)
     assert (missing.problem, missing.detail) == ("missing", "is missing")
-    if written.startswith("memory://"):
+    if "://" in written:  # no body files to make odd on memory and postgresql
         return
     fifo = Path(written) / "show" / "ep_001" / "scenes" / f"{BATCH}.v005.json"
     os.mkfifo(fifo)  # opening it to read would block until a writer came
