@@ -63,3 +63,15 @@ def backend_root(
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.name) + "-" + uuid.uuid4().hex[:8]
     yield f"memory://{name}"
     MemoryLog.reset(name)
+
+
+@pytest.fixture
+def any_store(backend_root: str) -> SceneVersionStore:
+    """``store`` on each backend (episode 1 of ``show``)."""
+    return SceneVersionStore("show", 1, root=backend_root)
+
+
+@pytest.fixture
+def any_view(backend_root: str) -> Projection:
+    """``view`` on each backend, reading what ``any_store`` writes."""
+    return Projection("show", root=backend_root)

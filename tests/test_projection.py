@@ -14,16 +14,6 @@ from projections import Projection
 from tests.helpers import BATCH, scene
 
 
-@pytest.fixture
-def any_store(backend_root: str) -> SceneVersionStore:
-    return SceneVersionStore("show", 1, root=backend_root)
-
-
-@pytest.fixture
-def any_view(backend_root: str) -> Projection:
-    return Projection("show", root=backend_root)
-
-
 def test_fold_and_view_agree_deleting_views_loses_nothing(
     store: SceneVersionStore, view: Projection, scenes_dir: Path
 ) -> None:

@@ -197,10 +197,10 @@ def test_r4_case_b_registers_flat_in_place_in_one_append(
 
 
 def test_r5_case_c_appends_candidate_pointer_stays(
-    store: SceneVersionStore, view: Projection
+    any_store: SceneVersionStore, any_view: Projection
 ) -> None:
-    store.write_scene_candidate(BATCH, scene(shots=2))
-    version = store.write_scene_candidate(
+    any_store.write_scene_candidate(BATCH, scene(shots=2))
+    version = any_store.write_scene_candidate(
         BATCH,
         scene(shots=5),
         parent_version=1,
@@ -209,7 +209,7 @@ def test_r5_case_c_appends_candidate_pointer_stays(
         kind="pickup",
     )
     assert version == 2
-    manifest = view.manifest(BATCH)
+    manifest = any_view.manifest(BATCH)
     assert manifest is not None
     entry = manifest.entry(2)
     assert entry is not None
@@ -225,17 +225,17 @@ def test_r5_case_c_appends_candidate_pointer_stays(
 
 
 def test_r6_only_conform_and_revert_move_the_pointer(
-    store: SceneVersionStore, view: Projection
+    any_store: SceneVersionStore, any_view: Projection
 ) -> None:
-    three_versions(store)
-    assert view.require(BATCH).active_version == 1
-    store.conform(BATCH, 3)
-    assert view.require(BATCH).active_version == 3
-    store.write_scene_candidate(BATCH, scene(shots=9))
-    store.mark_derived(BATCH, 3)
-    assert view.require(BATCH).active_version == 3
-    store.revert(BATCH, 2)
-    assert view.require(BATCH).active_version == 2
+    three_versions(any_store)
+    assert any_view.require(BATCH).active_version == 1
+    any_store.conform(BATCH, 3)
+    assert any_view.require(BATCH).active_version == 3
+    any_store.write_scene_candidate(BATCH, scene(shots=9))
+    any_store.mark_derived(BATCH, 3)
+    assert any_view.require(BATCH).active_version == 3
+    any_store.revert(BATCH, 2)
+    assert any_view.require(BATCH).active_version == 2
 
 
 def test_r7_dedup_returns_registered_version_and_appends_nothing(
@@ -361,21 +361,23 @@ def test_r10_conform_refusals(store: SceneVersionStore, scenes_dir: Path) -> Non
     assert [e["type"] for e in events_of(scenes_dir)] == ["appended"] * 3
 
 
-def test_r11_revert_moves_only_the_pointer(store: SceneVersionStore, view: Projection) -> None:
-    three_versions(store)
-    store.conform(BATCH, 2)
-    store.mark_derived(BATCH, 2)
-    store.conform(BATCH, 3)
-    assert not view.is_fresh(BATCH)
-    before = view.require(BATCH)
-    after = store.revert(BATCH, 2, reason="v3 broke continuity")
+def test_r11_revert_moves_only_the_pointer(
+    any_store: SceneVersionStore, any_view: Projection
+) -> None:
+    three_versions(any_store)
+    any_store.conform(BATCH, 2)
+    any_store.mark_derived(BATCH, 2)
+    any_store.conform(BATCH, 3)
+    assert not any_view.is_fresh(BATCH)
+    before = any_view.require(BATCH)
+    after = any_store.revert(BATCH, 2, reason="v3 broke continuity")
     assert after.active_version == 2
     assert after.versions == before.versions  # no state, no downstream change
-    assert view.is_fresh(BATCH)  # v2 was derived: dispatch-ready at once
+    assert any_view.is_fresh(BATCH)  # v2 was derived: dispatch-ready at once
     with pytest.raises(NoLog):
-        store.revert("ep_001_BATCH_099", 1)
+        any_store.revert("ep_001_BATCH_099", 1)
     with pytest.raises(UnregisteredVersion):
-        store.revert(BATCH, 4)
+        any_store.revert(BATCH, 4)
 
 
 def test_r12_mark_derived_without_log_returns_none_and_writes_nothing(
@@ -391,52 +393,54 @@ def test_r12_mark_derived_without_log_returns_none_and_writes_nothing(
 
 
 def test_r12_mark_derived_refuses_non_active_version(
-    store: SceneVersionStore, scenes_dir: Path
+    any_store: SceneVersionStore, any_view: Projection
 ) -> None:
-    three_versions(store)
-    store.conform(BATCH, 2)
-    before = events_of(scenes_dir)
+    three_versions(any_store)
+    any_store.conform(BATCH, 2)
+    before = any_view.history(BATCH)
     with pytest.raises(NotActiveVersion) as info:
-        store.mark_derived(BATCH, 3)
+        any_store.mark_derived(BATCH, 3)
     assert isinstance(info.value, ValueError)
     assert "v3" in str(info.value) and "v2" in str(info.value)
-    assert events_of(scenes_dir) == before
-    manifest = store.mark_derived(BATCH, 2)
+    assert any_view.history(BATCH) == before
+    manifest = any_store.mark_derived(BATCH, 2)
     assert manifest is not None and manifest.is_fresh
 
 
 def test_r13_commands_that_change_nothing_append_nothing(
-    store: SceneVersionStore, scenes_dir: Path
+    any_store: SceneVersionStore, any_view: Projection
 ) -> None:
-    three_versions(store)
-    store.conform(BATCH, 2)
-    store.mark_derived(BATCH, 2)
-    count = len(events_of(scenes_dir))
-    assert store.conform(BATCH, 2).seq == count
-    assert store.revert(BATCH, 2).seq == count
-    manifest = store.mark_derived(BATCH, 2)
+    three_versions(any_store)
+    any_store.conform(BATCH, 2)
+    any_store.mark_derived(BATCH, 2)
+    count = len(any_view.history(BATCH))
+    assert any_store.conform(BATCH, 2).seq == count
+    assert any_store.revert(BATCH, 2).seq == count
+    manifest = any_store.mark_derived(BATCH, 2)
     assert manifest is not None and manifest.seq == count
-    assert len(events_of(scenes_dir)) == count
+    assert len(any_view.history(BATCH)) == count
     # Reverting to the active v1 of a fresh batch: nothing either.
-    store.write_scene_candidate("ep_001_BATCH_004", scene("ep_001_BATCH_004"))
-    assert store.revert("ep_001_BATCH_004", 1).seq == 1
+    any_store.write_scene_candidate("ep_001_BATCH_004", scene("ep_001_BATCH_004"))
+    assert any_store.revert("ep_001_BATCH_004", 1).seq == 1
 
 
 # ── R15-R17: expected_seq, the gate, views ──────────────────────────────────
 
 
-def test_r15_expected_seq_mismatch_refused(store: SceneVersionStore, scenes_dir: Path) -> None:
-    three_versions(store)
+def test_r15_expected_seq_mismatch_refused(
+    any_store: SceneVersionStore, any_view: Projection
+) -> None:
+    three_versions(any_store)
     with pytest.raises(SeqMismatch) as info:
-        store.conform(BATCH, 2, expected_seq=2)
+        any_store.conform(BATCH, 2, expected_seq=2)
     assert isinstance(info.value, ValueError)
     assert (info.value.expected, info.value.actual) == (2, 3)
     assert "2" in str(info.value) and "3" in str(info.value)
     with pytest.raises(SeqMismatch):
-        store.mark_derived(BATCH, 1, expected_seq=4)
-    assert len(events_of(scenes_dir)) == 3
-    assert store.conform(BATCH, 2, expected_seq=3).seq == 4
-    assert store.revert(BATCH, 1, expected_seq=4).seq == 5
+        any_store.mark_derived(BATCH, 1, expected_seq=4)
+    assert len(any_view.history(BATCH)) == 3
+    assert any_store.conform(BATCH, 2, expected_seq=3).seq == 4
+    assert any_store.revert(BATCH, 1, expected_seq=4).seq == 5
 
 
 def test_r16_gate(store: SceneVersionStore, view: Projection, scenes_dir: Path) -> None:
