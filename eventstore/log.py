@@ -34,7 +34,7 @@ import contextlib
 import hashlib
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -270,7 +270,11 @@ class Feed(ABC):
 
     @abstractmethod
     def read(self) -> list[FeedItem]:
-        """Events committed after the feed's position, now (never waits)."""
+        """Events after the feed's position that the feed knows are committed (never waits).
+
+        A feed may notice new commits only in :meth:`wait` (the file feed learns
+        of changes from the kernel there): a watcher alternates the two.
+        """
 
     @abstractmethod
     def wait(self, timeout: float) -> None:
@@ -550,6 +554,26 @@ class EventLog(ABC):
         a plain session.
         """
         return self.session(batch_id, timeout=timeout)
+
+    def import_lines(
+        self,
+        batch_id: str,
+        lines: Sequence[bytes],
+        bodies: Mapping[str, bytes],
+        *,
+        timeout: float = DEFAULT_LOCK_TIMEOUT,
+    ) -> int:
+        """Append another log's committed ``lines`` (whole commands) as they are (``copy``).
+
+        They must continue this batch (seq and ``prev``) and land byte-identical;
+        ``bodies`` go with their ``appended`` events. CopyRefused, nothing
+        written, otherwise. Returns the lines appended. The default runs one
+        :meth:`command` session and one append per command
+        (:func:`eventstore.copy.import_lines`); a backend may store lines raw.
+        """
+        from eventstore.copy import import_lines
+
+        return import_lines(self, batch_id, lines, bodies, timeout=timeout)
 
     @abstractmethod
     def session(
