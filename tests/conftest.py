@@ -16,6 +16,8 @@ from projections import Projection
 from tests.pgserver import pg_empty_url, pg_server, pg_url  # noqa: F401
 
 BACKENDS = ["file", "memory", "postgres"]
+SHARED_BACKENDS = ["file", "postgres"]
+"""The backends several processes share (a ``memory://`` store lives in one process)."""
 
 
 @pytest.fixture

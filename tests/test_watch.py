@@ -14,7 +14,8 @@ import pytest
 
 from eventstore import SceneVersionStore
 from eventstore.events import new_event_id, utc_now
-from projections import CheckpointError, consumer_status, watch
+from projections import CheckpointError, Projection, consumer_status, watch
+from tests.conftest import SHARED_BACKENDS
 from tests.helpers import child_env, scene
 from tests.watching import DEADLINE, WatcherProcess
 
@@ -33,21 +34,16 @@ for i in range(rounds):
 """
 
 
-def _setup(root: Path, batches: list[str] = BATCHES) -> None:
+def _setup(root: str | Path, batches: list[str] = BATCHES) -> None:
     for batch_id in batches:
         store = SceneVersionStore("show", batch_id[:6], root=root)
         store.write_scene_candidate(batch_id, scene(batch_id, shots=2))
         store.write_scene_candidate(batch_id, scene(batch_id, shots=3))
 
 
-def _logged(root: Path, kind: str) -> set[tuple[str, int]]:
-    found = set()
-    for log in root.glob("show/ep_*/scenes/*.events.jsonl"):
-        for line in log.read_text().splitlines():
-            event = json.loads(line)
-            if event["type"] == kind:
-                found.add((event["batch_id"], event["seq"]))
-    return found
+def _logged(root: str, kind: str) -> set[tuple[str, int]]:
+    view = Projection("show", root=root)
+    return {(e.batch_id, e.seq) for b in view.batches() for e in view.history(b) if e.type == kind}
 
 
 def _in_seq_order(events: list[dict[str, Any]]) -> bool:
@@ -59,8 +55,12 @@ def _in_seq_order(events: list[dict[str, Any]]) -> bool:
     return True
 
 
+@pytest.mark.parametrize("backend_root", SHARED_BACKENDS, indirect=True)
 @pytest.mark.parametrize("mode", MODES, ids=MODE_IDS)
-def test_sigkilled_watcher_resumes_without_losing_a_conform(root: Path, mode: list[str]) -> None:
+def test_sigkilled_watcher_resumes_without_losing_a_conform(
+    backend_root: str, mode: list[str]
+) -> None:
+    root = backend_root
     _setup(root)
     args = ["--consumer", "boards", "--type", "conformed", "--start", "beginning", *mode]
     first = WatcherProcess(root, *args)
@@ -159,7 +159,8 @@ def test_half_line_is_never_delivered(root: Path, mode: list[str], finish: str) 
     assert _in_seq_order(watcher.events)
 
 
-def test_api_catch_up_then_live_and_checkpoint(root: Path) -> None:
+def test_api_catch_up_then_live_and_checkpoint(backend_root: str) -> None:
+    root = backend_root
     _setup(root, BATCHES[:2])
     import threading
 
@@ -212,7 +213,9 @@ sys.exit(3 if os.environ["SCENELOG_TYPE"] == sys.argv[2] else 0)
 """
 
 
-def test_exec_handler_failure_stops_and_redelivers(root: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend_root", SHARED_BACKENDS, indirect=True)
+def test_exec_handler_failure_stops_and_redelivers(backend_root: str, tmp_path: Path) -> None:
+    root = backend_root
     a = BATCHES[0]
     _setup(root, [a])
     store = SceneVersionStore("show", 1, root=root)
@@ -266,7 +269,9 @@ def test_exec_handler_failure_stops_and_redelivers(root: Path, tmp_path: Path) -
     assert json.loads(handled[3]["SCENELOG_EVENT"])["type"] == "conformed"
 
 
-def test_watch_cli_max_events_and_consumers(root: Path) -> None:
+@pytest.mark.parametrize("backend_root", SHARED_BACKENDS, indirect=True)
+def test_watch_cli_max_events_and_consumers(backend_root: str) -> None:
+    root = backend_root
     _setup(root, BATCHES[:1])
     env = child_env(SCENELOG_ROOT=str(root), SCENELOG_PROJECT="show")
     result = subprocess.run(

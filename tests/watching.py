@@ -19,7 +19,7 @@ DEADLINE = 60.0
 
 
 class WatcherProcess:
-    def __init__(self, root: Path, *args: str) -> None:
+    def __init__(self, root: str | Path, *args: str) -> None:
         env = child_env(SCENELOG_ROOT=str(root), SCENELOG_PROJECT="show")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "projections", "watch", *args],
