@@ -94,7 +94,7 @@ def test_quickstart_demo_on_a_fresh_copy(tmp_path: Path) -> None:
 
 
 def test_cli_table_matches_help() -> None:
-    rows = re.findall(r"^\| `scenelog (\w+)[^`]*` \| (.+?) \|$", README, flags=re.M)
+    rows = re.findall(r"^\| `scenelog ([\w-]+)[^`]*` \| (.+?) \|$", README, flags=re.M)
     assert [(name, summary) for name, summary, *_ in SUBCOMMANDS] == rows
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")

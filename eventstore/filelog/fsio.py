@@ -19,13 +19,12 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import os
-import secrets
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from eventstore.errors import StoreIOError, VersionBodyExists
 
@@ -68,7 +67,7 @@ def fsync_dir(path: Path) -> None:
 
 
 def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    return path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
 
 
 def _write_all(fd: int, data: bytes | list[bytes]) -> None:
@@ -131,23 +130,34 @@ def write_once(path: Path, data: bytes, *, batch_id: str | None = None) -> None:
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
 _exchange_works = sys.platform == "linux"
-_renameat2 = None
-if _exchange_works:
-    try:
-        _renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):
-        _exchange_works = False
+_renameat2: Any = None
+_get_errno: Callable[[], int] = lambda: 0  # noqa: E731
+
+
+def _load_renameat2() -> Any:
+    """libc's ``renameat2``, loaded at the first swap (ctypes costs a reader's start-up)."""
+    global _renameat2, _exchange_works, _get_errno
+    if _renameat2 is None and _exchange_works:
+        import ctypes
+
+        try:
+            _renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+            _get_errno = ctypes.get_errno
+        except (OSError, AttributeError):
+            _exchange_works = False
+    return _renameat2
 
 
 def _exchange(tmp: Path, path: Path) -> bool:
     """Swap ``tmp`` and ``path`` atomically; False when that cannot be done here."""
     global _exchange_works
-    if not _exchange_works or _renameat2 is None:
+    renameat2 = _renameat2 if _renameat2 is not None else _load_renameat2()
+    if not _exchange_works or renameat2 is None:
         return False
-    result = _renameat2(_AT_FDCWD, os.fsencode(tmp), _AT_FDCWD, os.fsencode(path), _RENAME_EXCHANGE)
+    result = renameat2(_AT_FDCWD, os.fsencode(tmp), _AT_FDCWD, os.fsencode(path), _RENAME_EXCHANGE)
     if result == 0:
         return True
-    code = ctypes.get_errno()
+    code = _get_errno()
     if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP):
         _exchange_works = False  # not on this kernel or filesystem: rename from now on
         return False

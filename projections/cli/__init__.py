@@ -90,7 +90,24 @@ def _version() -> str:
         return "(not installed)"
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _VersionAction(argparse.Action):
+    """``--version``: the version is looked up only when asked for (importlib.metadata
+    costs every command's start-up, issue 15)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: Any, **_kwargs: Any) -> None:
+        parser.exit(message=f"scenelog {_version()}\n")
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``argv``, only the subcommands it names get their arguments.
+
+    Every subcommand is listed either way (``--help`` shows them all); building
+    the arguments of those a command line does not name is start-up a farm job
+    pays for nothing (issue 15). A command line naming none builds them all.
+    """
     parser = _Parser(
         prog="scenelog",
         description="Event-sourced version store for scene structures.",
@@ -99,9 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
         "4 damaged store.\n\nExample:\n  scenelog --root /show/store --project myshow ls ep_001",
     )
     _global_options(parser, suppress=False)
-    parser.add_argument(
-        "--version", action="version", version=f"scenelog {_version()}", help="print the version"
-    )
+    parser.add_argument("--version", action=_VersionAction, help="print the version")
+    named = {name for name, *_ in SUBCOMMANDS} & set(argv or ())
     subs = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, summary, example, add_arguments, handler in SUBCOMMANDS:
         p = subs.add_parser(
@@ -111,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
             epilog=f"Example:\n  {example}",
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        add_arguments(p)
+        if not named or name in named:
+            add_arguments(p)
         _global_options(p, suppress=True)
         # Not ``handler``: a command may name an argument so (watch's `-- CMD ARGS`).
         p.set_defaults(run_command=handler)
@@ -128,7 +145,7 @@ def cli(*argv: str, out: Any = None, err: Any = None) -> int:
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
     try:
-        args = build_parser().parse_args(list(argv))
+        args = build_parser(argv).parse_args(list(argv))
         if args.command is None:
             raise UsageError("a COMMAND is needed (see `scenelog --help`)")
         return int(args.run_command(Context(args, out, err), args))

@@ -9,9 +9,10 @@ adding a row here; nothing registers itself on import
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import importlib
+from typing import Any, NamedTuple
 
-from projections.cli import audit, batches, policy, serve, watch
+from projections.cli import batches
 from projections.cli.context import Arguments, Handler
 
 __all__ = ["SUBCOMMANDS", "Subcommand"]
@@ -23,6 +24,18 @@ class Subcommand(NamedTuple):
     example: str
     arguments: Arguments
     handler: Handler
+
+
+def _lazy(module: str, name: str) -> Any:
+    """``projections.cli.<module>.<name>``, imported when first called (issue 15: a
+    ``gate`` loads none of the audit, watch, serve or policy modules)."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        function = getattr(importlib.import_module(f"projections.cli.{module}"), name)
+        return function(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = name
+    return call
 
 
 SUBCOMMANDS: tuple[Subcommand, ...] = (
@@ -107,64 +120,64 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
         "diff",
         "shots added, removed, moved and changed between versions A and B",
         "scenelog diff ep_001_BATCH_003 2 3",
-        audit.diff_arguments,
-        audit.cmd_diff,
+        _lazy("audit", "diff_arguments"),
+        _lazy("audit", "cmd_diff"),
     ),
     Subcommand(
         "audit",
         "every pointer move across the project: batch, from → to, who, when, why",
         "scenelog audit ep_001 --since 2026-11-01 --no-imported --csv > approvals.csv",
-        audit.audit_arguments,
-        audit.cmd_audit,
+        _lazy("audit", "audit_arguments"),
+        _lazy("audit", "cmd_audit"),
     ),
     Subcommand(
         "verify",
         "check logs, hash chains, rules, bodies and views; exit 1 on any finding",
         "scenelog verify ep_001 --json",
-        audit.verify_arguments,
-        audit.cmd_verify,
+        _lazy("audit", "verify_arguments"),
+        _lazy("audit", "cmd_verify"),
     ),
     Subcommand(
         "heads",
         "export every batch's head (seq and hash of its last line) to keep a copy elsewhere",
         "scenelog heads --json > heads-$(date +%F).jsonl",
-        audit.heads_arguments,
-        audit.cmd_heads,
+        _lazy("audit", "heads_arguments"),
+        _lazy("audit", "cmd_heads"),
     ),
     Subcommand(
         "import",
         "turn reference-format versions.json manifests into logs; exit 1 if any is refused",
         "scenelog import ep_001 --dry-run",
-        audit.import_arguments,
-        audit.cmd_import,
+        _lazy("audit", "import_arguments"),
+        _lazy("audit", "cmd_import"),
     ),
     Subcommand(
         "view-policy",
         "show or set what commits do with the versions.json views: sync, lazy or off",
         "scenelog view-policy lazy",
-        policy.policy_arguments,
-        policy.cmd_view_policy,
+        _lazy("policy", "policy_arguments"),
+        _lazy("policy", "cmd_view_policy"),
     ),
     Subcommand(
         "serve",
         "serve the HTTP projection API, the live event stream and the review board",
         "scenelog serve --port 8750  # then open http://127.0.0.1:8750/",
-        serve.serve_arguments,
-        serve.cmd_serve,
+        _lazy("serve", "serve_arguments"),
+        _lazy("serve", "cmd_serve"),
     ),
     Subcommand(
         "watch",
         "print (or run a handler for) each event as it lands, resuming a consumer's position",
         "scenelog watch --type conformed,reverted --consumer boards -- rebuild_boards.sh --fast",
-        watch.watch_arguments,
-        watch.cmd_watch,
+        _lazy("watch", "watch_arguments"),
+        _lazy("watch", "cmd_watch"),
     ),
     Subcommand(
         "consumers",
         "each watcher consumer with its lag, parked events and last delivery; retry, reset, delete",
         "scenelog consumers --json",
-        watch.consumers_arguments,
-        watch.cmd_consumers,
+        _lazy("watch", "consumers_arguments"),
+        _lazy("watch", "cmd_consumers"),
     ),
 )
 """Every subcommand in the order of ``--help`` and the README's table."""
