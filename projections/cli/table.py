@@ -159,6 +159,27 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
         _lazy("policy", "cmd_view_policy"),
     ),
     Subcommand(
+        "db",
+        "db init: create or upgrade the schema of a postgresql:// root (idempotent)",
+        "scenelog db init postgresql://scenelog@db.studio/scenelog",
+        _lazy("db", "db_arguments"),
+        _lazy("db", "cmd_db"),
+    ),
+    Subcommand(
+        "copy",
+        "copy the project between two roots (any backends), every line byte-identical; resumes",
+        "scenelog --project myshow copy /show/store postgresql://scenelog@db.studio/scenelog",
+        _lazy("db", "copy_arguments"),
+        _lazy("db", "cmd_copy"),
+    ),
+    Subcommand(
+        "materialize",
+        "keep versions.json and body files in DIR for tools that read files (a consumer)",
+        "scenelog --root postgresql://db.studio/scenelog materialize /mnt/show/scenes --once",
+        _lazy("db", "materialize_arguments"),
+        _lazy("db", "cmd_materialize"),
+    ),
+    Subcommand(
         "serve",
         "serve the HTTP projection API, the live event stream and the review board",
         "scenelog serve --port 8750  # then open http://127.0.0.1:8750/",
