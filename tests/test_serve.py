@@ -1,5 +1,10 @@
 """`scenelog serve` (issue 14, DESIGN §10): every endpoint, status and content type over a
-live uvicorn on 127.0.0.1; the SSE stream resumes exactly; tokens, CORS, read-only."""
+live uvicorn on 127.0.0.1; the SSE stream resumes exactly; tokens, CORS, read-only.
+
+The endpoints and the stream run on every backend (``backend_root``); tests of the HTTP
+layer alone (tokens, CORS, heartbeats, id grammars) and of files (a held lock file, a
+damaged log file) run on the file backend only.
+"""
 
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ from projections import Projection
 from projections.cli import cli
 from projections.http import BackgroundServer, ServeConfig, shapes
 from projections.http.stream import Item, StreamFilter, Subscriber, sse_frame
+from tests.conftest import SHARED_BACKENDS
 from tests.helpers import DEADLINE, REPO, child_env, scene, snapshot
 
 FRESH = "ep_001_BATCH_001"  # v2 active and derived; v3 a candidate awaiting review
@@ -36,9 +42,10 @@ BLOCKED = "ep_001_BATCH_002"  # v2 conformed, boards not rebuilt
 OTHER = "ep_002_BATCH_001"  # one version
 MISSING = "ep_001_BATCH_009"
 TOKEN = "0123456789abcdef0123456789abcdef"
+FILE_ONLY = pytest.mark.parametrize("backend_root", ["file"], indirect=True)
 
 
-def _build(root: Path) -> None:
+def _build(root: str) -> None:
     one = SceneVersionStore("show", 1, root=root)
     one.write_scene_candidate(FRESH, scene(FRESH), actor="layout")
     one.write_scene_candidate(FRESH, scene(FRESH, shots=4), actor="layout")
@@ -52,14 +59,13 @@ def _build(root: Path) -> None:
 
 
 @pytest.fixture
-def store_root(tmp_path: Path) -> Path:
-    root = tmp_path / "store"
-    _build(root)
-    return root
+def store_root(backend_root: str) -> str:
+    _build(backend_root)
+    return backend_root
 
 
 @pytest.fixture
-def server(store_root: Path) -> Iterator[BackgroundServer]:
+def server(store_root: str) -> Iterator[BackgroundServer]:
     with BackgroundServer(ServeConfig(root=store_root, project="show")) as live:
         yield live
 
@@ -70,7 +76,7 @@ def http(server: BackgroundServer) -> Iterator[httpx.Client]:
         yield client
 
 
-def _cli_json(root: Path, *args: str) -> Any:
+def _cli_json(root: str, *args: str) -> Any:
     out, err = io.StringIO(), io.StringIO()
     code = cli("--root", str(root), "--project", "show", *args, "--json", out=out, err=err)
     assert code in (0, 1), err.getvalue()
@@ -94,7 +100,7 @@ def _is_json(response: httpx.Response) -> Any:
 # ── endpoints: the shapes of the CLI's --json ─────────────────────────────────
 
 
-def test_issue14_batches_are_the_ls_json_with_filters(http: httpx.Client, store_root: Path) -> None:
+def test_issue14_batches_are_the_ls_json_with_filters(http: httpx.Client, store_root: str) -> None:
     r = http.get("/batches")
     assert r.status_code == 200
     assert _is_json(r) == _cli_json(store_root, "ls")
@@ -111,7 +117,7 @@ def test_issue14_batches_are_the_ls_json_with_filters(http: httpx.Client, store_
 
 
 def test_issue14_manifest_has_fresh_and_a_seq_etag_answering_304(
-    http: httpx.Client, store_root: Path
+    http: httpx.Client, store_root: str
 ) -> None:
     r = http.get(f"/batches/{FRESH}")
     body = _is_json(r)
@@ -130,7 +136,7 @@ def test_issue14_manifest_has_fresh_and_a_seq_etag_answering_304(
     assert http.get(f"/batches/{MISSING}").status_code == 404
 
 
-def test_issue14_manifest_as_of_seq_and_time(http: httpx.Client, store_root: Path) -> None:
+def test_issue14_manifest_as_of_seq_and_time(http: httpx.Client, store_root: str) -> None:
     history = Projection("show", root=store_root).history(FRESH)
     r = http.get(f"/batches/{FRESH}", params={"at_seq": 2})
     shown = _manifest(_cli_json(store_root, "show", FRESH, "--at-seq", "2"))
@@ -147,7 +153,7 @@ def test_issue14_manifest_as_of_seq_and_time(http: httpx.Client, store_root: Pat
 
 
 def test_issue14_gate_200_fresh_409_blocked_404_unknown(
-    http: httpx.Client, store_root: Path
+    http: httpx.Client, store_root: str
 ) -> None:
     fresh = http.get(f"/batches/{FRESH}/gate")
     assert fresh.status_code == 200
@@ -165,7 +171,7 @@ def test_issue14_gate_200_fresh_409_blocked_404_unknown(
     assert _is_json(unknown)["type"] == "UnknownBatch" and MISSING in unknown.json()["error"]
 
 
-def test_issue14_history_is_the_history_json_lines(http: httpx.Client, store_root: Path) -> None:
+def test_issue14_history_is_the_history_json_lines(http: httpx.Client, store_root: str) -> None:
     r = http.get(f"/batches/{FRESH}/history")
     assert _is_json(r) == _cli_json(store_root, "history", FRESH)
     assert [e["seq"] for e in r.json()] == [1, 2, 3, 4, 5]
@@ -173,7 +179,7 @@ def test_issue14_history_is_the_history_json_lines(http: httpx.Client, store_roo
 
 
 def test_issue14_body_and_diff_are_immutable_with_the_fingerprint_as_etag(
-    http: httpx.Client, store_root: Path
+    http: httpx.Client, store_root: str
 ) -> None:
     view = Projection("show", root=store_root)
     entry = view.require(FRESH).entry(2)
@@ -196,7 +202,7 @@ def test_issue14_body_and_diff_are_immutable_with_the_fingerprint_as_etag(
     assert http.get(f"/batches/{FRESH}/diff", params={"a": 1}).status_code == 400
 
 
-def test_issue14_audit_is_json_or_csv_by_accept(http: httpx.Client, store_root: Path) -> None:
+def test_issue14_audit_is_json_or_csv_by_accept(http: httpx.Client, store_root: str) -> None:
     rows = _is_json(http.get("/audit"))
     assert rows == _cli_json(store_root, "audit")
     assert [(r["batch_id"], r["to_version"]) for r in rows] == [(FRESH, 2), (BLOCKED, 2)]
@@ -215,6 +221,7 @@ def test_issue14_audit_is_json_or_csv_by_accept(http: httpx.Client, store_root: 
     assert http.get("/audit", params={"since": "last tuesday"}).status_code == 400
 
 
+@FILE_ONLY  # the HTTP layer alone
 def test_issue14_openapi_document_and_board_files(server: BackgroundServer) -> None:
     with httpx.Client(base_url=server.url, timeout=DEADLINE) as client:
         schema = client.get("/schema/openapi.json")
@@ -282,6 +289,7 @@ def test_issue14_every_json_body_is_the_shape_the_openapi_document_publishes(
 # ── ids and paths ──────────────────────────────────────────────────────────────
 
 
+@FILE_ONLY  # traversal aims at files
 @pytest.mark.parametrize(
     ("path", "status"),
     [
@@ -310,11 +318,13 @@ def test_issue14_path_parameters_follow_the_id_grammars(
     assert "root:" not in r.text
 
 
+@FILE_ONLY  # holds the lock file
 def test_issue14_every_endpoint_answers_while_a_batch_lock_is_held(
-    server: BackgroundServer, store_root: Path
+    server: BackgroundServer, store_root: str
 ) -> None:
     """Read-only by construction: a writer holding the lock in another process blocks nothing."""
     lock = Layout.of("show", store_root).batch(BLOCKED).lock
+    files = Path(store_root)
     holder = subprocess.Popen(
         [
             sys.executable,
@@ -332,7 +342,7 @@ def test_issue14_every_endpoint_answers_while_a_batch_lock_is_held(
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        before = snapshot(store_root)
+        before = snapshot(files)
         with httpx.Client(base_url=server.url + "/v1/projects/show", timeout=5.0) as client:
             answers = {
                 path: client.get(path).status_code
@@ -354,7 +364,7 @@ def test_issue14_every_endpoint_answers_while_a_batch_lock_is_held(
             f"/batches/{BLOCKED}/gate": 409,
         }
         assert stream.status_code == 200 and first == ": subscribed"
-        assert snapshot(store_root) == before  # and nothing was written
+        assert snapshot(files) == before  # and nothing was written
     finally:
         assert holder.stdin is not None
         holder.stdin.close()
@@ -364,7 +374,8 @@ def test_issue14_every_endpoint_answers_while_a_batch_lock_is_held(
 # ── token, host, CORS ──────────────────────────────────────────────────────────
 
 
-def test_issue14_a_token_is_required_by_header_cookie_or_query(store_root: Path) -> None:
+@FILE_ONLY  # the HTTP layer alone
+def test_issue14_a_token_is_required_by_header_cookie_or_query(store_root: str) -> None:
     config = ServeConfig(root=store_root, project="show", token=TOKEN)
     with BackgroundServer(config) as live, httpx.Client(base_url=live.url, timeout=DEADLINE) as c:
         gate = f"/v1/projects/show/batches/{FRESH}/gate"
@@ -420,7 +431,8 @@ def test_issue14_listening_beyond_loopback_needs_a_token_file(tmp_path: Path) ->
     assert result.returncode == 2 and "cannot read token file" in result.stderr
 
 
-def test_issue14_cors_only_for_the_given_origins(store_root: Path) -> None:
+@FILE_ONLY  # the HTTP layer alone
+def test_issue14_cors_only_for_the_given_origins(store_root: str) -> None:
     allowed = "http://tools.studio.example"
     gate = f"/v1/projects/show/batches/{FRESH}/gate"
     with BackgroundServer(ServeConfig(root=store_root)) as live:
@@ -441,7 +453,8 @@ def test_issue14_cors_only_for_the_given_origins(store_root: Path) -> None:
         )
 
 
-def test_issue14_serve_command_serves_until_terminated(store_root: Path) -> None:
+@pytest.mark.parametrize("backend_root", SHARED_BACKENDS, indirect=True)
+def test_issue14_serve_command_serves_until_terminated(store_root: str) -> None:
     """As a user runs it: `scenelog serve --port 0` says where it listens and answers there."""
     proc = subprocess.Popen(
         [
@@ -507,7 +520,7 @@ class SSE:
 
 
 def test_issue14_events_carry_type_resumable_id_and_the_watch_json(
-    http: httpx.Client, store_root: Path
+    http: httpx.Client, store_root: str
 ) -> None:
     stream = SSE(http, "/events")
     try:
@@ -531,7 +544,7 @@ def _event_ids(frames: list[dict[str, str]]) -> list[str]:
 
 
 def test_issue14_resume_with_last_event_id_gets_exactly_the_missed_events(
-    http: httpx.Client, store_root: Path
+    http: httpx.Client, store_root: str
 ) -> None:
     """A client that drops and comes back with Last-Event-ID gets what a client that stayed
     got after that id: the same frames (id, type, data), none twice, none missing."""
@@ -592,7 +605,7 @@ def test_issue14_unknown_resume_position_gets_a_reset(http: httpx.Client) -> Non
 
 
 def test_issue14_stream_filters_by_type_episode_and_batch(
-    http: httpx.Client, store_root: Path
+    http: httpx.Client, store_root: str
 ) -> None:
     one = SceneVersionStore("show", 1, root=store_root)
     two = SceneVersionStore("show", 2, root=store_root)
@@ -617,8 +630,9 @@ def test_issue14_stream_filters_by_type_episode_and_batch(
             s.close()
 
 
+@FILE_ONLY  # damages the log file
 def test_issue14_a_damaged_log_ends_the_stream_with_an_error_event(
-    http: httpx.Client, store_root: Path
+    http: httpx.Client, store_root: str
 ) -> None:
     """The watcher stops rather than skip (R18); subscribers are told, not left hanging."""
     stream = SSE(http, "/events")
@@ -634,7 +648,8 @@ def test_issue14_a_damaged_log_ends_the_stream_with_an_error_event(
         stream.close()
 
 
-def test_issue14_heartbeats_keep_an_idle_stream_open(store_root: Path) -> None:
+@FILE_ONLY  # the HTTP layer alone
+def test_issue14_heartbeats_keep_an_idle_stream_open(store_root: str) -> None:
     config = ServeConfig(root=store_root, heartbeat=0.05)
     with BackgroundServer(config) as live, httpx.Client(base_url=live.url, timeout=DEADLINE) as c:
         stream = SSE(c, "/v1/projects/show/events")
