@@ -47,10 +47,21 @@ from eventstore.filelog.paths import BatchPaths, Layout
 from eventstore.log import EventLog, LogSession, open_log
 from eventstore.manifest import Manifest, VersionEntry, fold
 from eventstore.scene import Scene, load_scene, structure_fingerprint
-from eventstore.store import KINDS, STATES, CandidateResult, SceneVersionStore
 
 if _typing.TYPE_CHECKING:
     from eventstore.importer import ImportOutcome, import_manifests
+    from eventstore.store import KINDS, STATES, CandidateResult, SceneVersionStore
+
+_LAZY = {
+    "ImportOutcome": "eventstore.importer",
+    "import_manifests": "eventstore.importer",
+    "KINDS": "eventstore.store",
+    "STATES": "eventstore.store",
+    "CandidateResult": "eventstore.store",
+    "SceneVersionStore": "eventstore.store",
+}
+"""Names whose module loads when first asked for: a read (``scenelog gate``) loads
+neither the commands nor the importer (issue 15)."""
 
 __all__ = [
     "EVENT_TYPES",
@@ -101,11 +112,10 @@ __all__ = [
 
 
 def __getattr__(name: str) -> _typing.Any:
-    """The importer's names load it when first asked for: a command that imports
-    nothing pays nothing for it (issue 15)."""
-    if name in ("ImportOutcome", "import_manifests"):
-        from eventstore import importer
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'eventstore' has no attribute {name!r}")
+    import importlib
 
-        value = globals()[name] = getattr(importer, name)
-        return value
-    raise AttributeError(f"module 'eventstore' has no attribute {name!r}")
+    value = globals()[name] = getattr(importlib.import_module(module), name)
+    return value

@@ -102,11 +102,11 @@ class _VersionAction(argparse.Action):
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
-    """The parser; with ``argv``, only the subcommands it names get their arguments.
+    """The parser; with ``argv``, only the subcommands it names are built.
 
-    Every subcommand is listed either way (``--help`` shows them all); building
-    the arguments of those a command line does not name is start-up a farm job
-    pays for nothing (issue 15). A command line naming none builds them all.
+    Building the parsers of commands a command line does not name is start-up
+    a farm job pays for nothing (issue 15). A command line naming none, or
+    asking for ``--help``, builds them all, so every listing shows them all.
     """
     parser = _Parser(
         prog="scenelog",
@@ -117,9 +117,12 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     )
     _global_options(parser, suppress=False)
     parser.add_argument("--version", action=_VersionAction, help="print the version")
-    named = {name for name, *_ in SUBCOMMANDS} & set(argv or ())
+    words = set(argv or ())
+    named = set() if words & {"-h", "--help"} else {name for name, *_ in SUBCOMMANDS} & words
     subs = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, summary, example, add_arguments, handler in SUBCOMMANDS:
+        if named and name not in named:
+            continue
         p = subs.add_parser(
             name,
             help=summary,
@@ -127,8 +130,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
             epilog=f"Example:\n  {example}",
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        if not named or name in named:
-            add_arguments(p)
+        add_arguments(p)
         _global_options(p, suppress=True)
         # Not ``handler``: a command may name an argument so (watch's `-- CMD ARGS`).
         p.set_defaults(run_command=handler)

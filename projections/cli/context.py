@@ -15,15 +15,17 @@ import re
 import stat
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from eventstore import SceneVersionStore
 from eventstore.layout import batch_episode
 from eventstore.log import DEFAULT_LOCK_TIMEOUT
 from projections.cli.errors import UsageError
 from projections.projection import Projection
+
+if TYPE_CHECKING:
+    from eventstore import SceneVersionStore
 
 __all__ = [
     "MAX_LOCK_TIMEOUT",
@@ -99,6 +101,8 @@ class Context:
             raise UsageError(f"lock timeout: {e}") from None
 
     def store(self, batch_id: str) -> SceneVersionStore:
+        from eventstore import SceneVersionStore  # writers only (issue 15: start-up)
+
         return SceneVersionStore(
             self.project, batch_episode(batch_id), root=self.root, lock_timeout=self.lock_timeout
         )
