@@ -10,6 +10,7 @@ import pytest
 from eventstore import SceneVersionStore
 from eventstore.memlog import MemoryLog
 from projections import Projection
+from tests.helpers import snapshot
 
 # The throwaway PostgreSQL server's fixtures, for every test module: one server
 # per session (a module importing them again would start a second one).
@@ -18,6 +19,33 @@ from tests.pgserver import pg_empty_url, pg_server, pg_url  # noqa: F401
 BACKENDS = ["file", "memory", "postgres"]
 SHARED_BACKENDS = ["file", "postgres"]
 """The backends several processes share (a ``memory://`` store lives in one process)."""
+on_shared_backends = pytest.mark.parametrize("backend_root", SHARED_BACKENDS, indirect=True)
+"""Narrows ``backend_root`` for a test whose processes share the store."""
+on_files_only = pytest.mark.parametrize("backend_root", ["file"], indirect=True)
+"""Narrows ``backend_root`` for a test of the file layout (it reads or writes the store's files)."""
+
+
+def stored(root: str | Path, project: str = "show") -> object:
+    """All a store holds, to compare before and after a command that must write nothing.
+
+    Every file under a folder root (``tests.helpers.snapshot``); on a URL root, each
+    batch's stored lines (with any incomplete command) and bodies, and the checkpoints.
+    """
+    if "://" not in str(root):
+        return snapshot(Path(root))
+    from eventstore.log import open_log
+
+    log = open_log(project, str(root))
+    if not log.project_exists():
+        return {}
+    state: dict[str, object] = {}
+    for episode in log.episodes():
+        for batch_id in log.batches(episode):
+            raw = log.raw(batch_id)
+            bodies = {name: log.read_body(batch_id, name) for name in log.body_names(batch_id)}
+            state[batch_id] = (raw.lines, raw.pending, raw.torn, bodies)
+    state[".consumers"] = {c: log.load_checkpoint(c) for c in log.consumers()}
+    return state
 
 
 @pytest.fixture

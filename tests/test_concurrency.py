@@ -10,12 +10,10 @@ import sys
 import threading
 from typing import Any
 
-import pytest
-
 from eventstore import SceneVersionStore, fold
 from eventstore.log import open_log
 from projections import Projection
-from tests.conftest import SHARED_BACKENDS
+from tests.conftest import on_shared_backends
 from tests.helpers import BATCH, child_env, scene
 
 PROCESSES, PER_PROCESS, THREADS, PER_THREAD = 8, 25, 3, 10
@@ -46,7 +44,7 @@ def checked_log(root: str, batch_id: str) -> list[dict[str, Any]]:
     return events
 
 
-@pytest.mark.parametrize("backend_root", SHARED_BACKENDS, indirect=True)
+@on_shared_backends
 def test_r14_many_processes_and_threads_append_without_gaps_or_duplicates(
     backend_root: str,
 ) -> None:

@@ -1,7 +1,8 @@
 """Issue 10, read side and CLI: the defects of items 5 (CLI), 6, 9 (read side) and 22.
 
 Each test runs ``scenelog`` as a user does (a real process, exit code, one
-line on stderr) or calls the Projection the way a pipeline tool does.
+line on stderr) or calls the Projection the way a pipeline tool does; those
+not about files run on every backend a real process shares (file, PostgreSQL).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from eventstore import InvalidInput, SceneVersionStore, UnknownBatch
 from eventstore import store as store_module
 from projections import Projection, parse_time
 from projections.cli import cli
-from tests.helpers import child_env, scene, scenelog, snapshot
+from tests.conftest import on_files_only, on_shared_backends, stored
+from tests.helpers import child_env, scene, scenelog
 
 B1 = "ep_001_BATCH_001"
 
@@ -35,7 +37,7 @@ def one_line_error(result: subprocess.CompletedProcess[str], code: int) -> str:
 
 
 def scenelog_in(
-    monkeypatch: pytest.MonkeyPatch, root: Path, *args: str, stdin: str = "", **env: str
+    monkeypatch: pytest.MonkeyPatch, root: str | Path, *args: str, stdin: str = "", **env: str
 ) -> tuple[int, str]:
     """``scenelog ARGS`` in this process (for the many variants); (exit code, stderr).
 
@@ -57,12 +59,12 @@ def scenelog_in(
 
 
 @pytest.fixture
-def three(root: Path) -> Path:
+def three(backend_root: str) -> str:
     """B1 with v1 (active, derived), v2 and v3 (candidates): seq 3."""
-    store = SceneVersionStore("show", 1, root=root)
+    store = SceneVersionStore("show", 1, root=backend_root)
     for shots in (2, 3, 4):
         store.write_scene_candidate(B1, scene(B1, shots=shots))
-    return root
+    return backend_root
 
 
 @pytest.fixture
@@ -77,8 +79,9 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 # ── item 6: R16, an unknown batch is never fresh ─────────────────────────────
 
 
+@on_shared_backends
 def test_r16_gate_of_an_unknown_batch_project_or_root_exits_2(
-    three: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    three: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert scenelog(three, "gate", B1).returncode == 0  # known and fresh: exit 0
     line = one_line_error(scenelog(three, "gate", "ep_001_BATCH_077"), 2)
@@ -94,17 +97,18 @@ def test_r16_gate_of_an_unknown_batch_project_or_root_exits_2(
         assert scenelog_in(monkeypatch, three, *args)[0] == 2, args
 
 
-def test_r16_unknown_batch_raises_and_a_legacy_flat_batch_stays_fresh(three: Path) -> None:
+@on_files_only  # a legacy flat body is a file
+def test_r16_unknown_batch_raises_and_a_legacy_flat_batch_stays_fresh(three: str) -> None:
     view = Projection("show", root=three)
     for reader in (view.is_fresh, view.manifest):
         with pytest.raises(UnknownBatch) as info:
             reader("ep_001_BATCH_077")
         assert isinstance(info.value, ValueError)
         assert info.value.facts["batch_id"] == "ep_001_BATCH_077"
-    for wrong in (Projection("shwo", root=three), Projection("show", root=three / "nope")):
+    for wrong in (Projection("shwo", root=three), Projection("show", root=Path(three) / "nope")):
         with pytest.raises(UnknownBatch):
             wrong.is_fresh(B1)
-    flat = three / "show" / "ep_001" / "scenes" / "ep_001_BATCH_005.json"
+    flat = Path(three) / "show" / "ep_001" / "scenes" / "ep_001_BATCH_005.json"
     flat.write_bytes(scene("ep_001_BATCH_005").to_json())
     assert view.manifest("ep_001_BATCH_005") is None  # DESIGN §5: None for "no log"
     assert view.is_fresh("ep_001_BATCH_005")  # legacy flat batch: fresh (reference)
@@ -112,15 +116,16 @@ def test_r16_unknown_batch_raises_and_a_legacy_flat_batch_stays_fresh(three: Pat
     assert result.returncode == 0 and "flat batch" in result.stdout
 
 
+@on_files_only  # an empty project is a folder
 def test_r16_ls_on_a_missing_project_or_root_exits_2(
-    three: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    three: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert "shwo" in one_line_error(scenelog(three, "ls", "--project", "shwo"), 2)
     assert "mounted" in one_line_error(scenelog(tmp_path / "absent", "ls"), 2)
     assert scenelog_in(monkeypatch, three, "ls", "--pending", "--project", "shwo")[0] == 2
     assert scenelog_in(monkeypatch, three, "audit", "--project", "shwo")[0] == 2
     assert scenelog_in(monkeypatch, three, "ls")[0] == 0
-    (three / "empty").mkdir()
+    (Path(three) / "empty").mkdir()
     assert scenelog_in(monkeypatch, three, "ls", "--project", "empty")[0] == 0
     assert scenelog_in(monkeypatch, three, "ls", "ep_009")[0] == 0  # no batches there yet
     with pytest.raises(InvalidInput):
@@ -131,9 +136,11 @@ def test_r16_ls_on_a_missing_project_or_root_exits_2(
 # ── item 9 (read side): time travel over seq order, times as times ───────────
 
 
+@on_shared_backends
 def test_item9_as_of_after_a_clock_behind_is_a_prefix_not_damaged(
-    root: Path, clock: list[str], monkeypatch: pytest.MonkeyPatch
+    backend_root: str, clock: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    root = backend_root
     clock += ["2026-11-20T10:00:00.000000Z", "2026-11-20T11:00:00.000000Z"]
     clock += ["2026-11-20T10:30:00.000000Z"]  # the third writer's clock is an hour behind
     store = SceneVersionStore("show", 1, root=root)
@@ -153,7 +160,8 @@ def test_item9_as_of_after_a_clock_behind_is_a_prefix_not_damaged(
     assert scenelog_in(monkeypatch, root, "verify")[0] == 0
 
 
-def test_item9_years_before_1000_compare_as_times(three: Path) -> None:
+@on_shared_backends
+def test_item9_years_before_1000_compare_as_times(three: str) -> None:
     view = Projection("show", root=three)
     assert view.as_of(B1, at="0999-12-31T23:59:59Z").seq == 0
     assert view.as_of(B1, at="0001-01-01T00:00:00Z").seq == 0
@@ -164,8 +172,9 @@ def test_item9_years_before_1000_compare_as_times(three: Path) -> None:
     assert result.returncode == 0 and B1 not in result.stdout
 
 
+@on_shared_backends
 def test_item9_a_time_before_year_1_in_utc_is_before_everything_not_a_traceback(
-    three: Path, monkeypatch: pytest.MonkeyPatch
+    three: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     early, late = "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"
     view = Projection("show", root=three)
@@ -192,10 +201,11 @@ def test_item9_a_time_before_year_1_in_utc_is_before_everything_not_a_traceback(
 # ── item 22: one line, never a traceback ─────────────────────────────────────
 
 
+@on_shared_backends
 def test_item22_lock_timeout_not_finite_positive_is_one_line_exit_2(
-    three: Path, monkeypatch: pytest.MonkeyPatch
+    three: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    before = snapshot(three)
+    before = stored(three)
     one_line_error(scenelog(three, "--lock-timeout", "inf", "conform", B1, "2"), 2)
     one_line_error(scenelog(three, "conform", B1, "2", SCENELOG_LOCK_TIMEOUT="1e400"), 2)
     for timeout in ("inf", "-inf", "nan", "1e400", "1e300", "-1", "0", "soon"):
@@ -203,7 +213,7 @@ def test_item22_lock_timeout_not_finite_positive_is_one_line_exit_2(
         assert code == 2, timeout
         code, _ = scenelog_in(monkeypatch, three, "conform", B1, "2", SCENELOG_LOCK_TIMEOUT=timeout)
         assert code == 2, timeout
-    assert snapshot(three) == before
+    assert stored(three) == before
     assert scenelog_in(monkeypatch, three, "--lock-timeout", "2.5", "conform", B1, "2")[0] == 0
 
 
@@ -264,11 +274,12 @@ def test_item22_demo_into_a_file_is_one_line_exit_2(
 NOT_ASCII_THREE = ["٣", "３", "३", "³", " 3", "+3", "3_0", "v٣", "0"]
 
 
+@on_shared_backends
 def test_item5_versions_and_counts_take_ascii_digits_only(
-    three: Path, monkeypatch: pytest.MonkeyPatch
+    three: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     body = scene(B1, shots=7).to_json().decode()
-    before = snapshot(three)
+    before = stored(three)
     assert "ASCII" in one_line_error(scenelog(three, "conform", B1, "٣"), 2)
     assert "ASCII" in one_line_error(
         scenelog(three, "add", B1, "-", "--parent", "٣", stdin=body), 2
@@ -290,16 +301,17 @@ def test_item5_versions_and_counts_take_ascii_digits_only(
             ):
                 code, err = scenelog_in(monkeypatch, three, *args)
                 assert code == 2 and "ASCII" in err, (args, err)
-    assert snapshot(three) == before
+    assert stored(three) == before
     assert scenelog_in(monkeypatch, three, "conform", B1, "v3", "--expect-seq", "3")[0] == 0
 
 
+@on_shared_backends
 def test_r25_text_that_is_not_utf8_on_the_command_line_writes_nothing(
-    three: Path, monkeypatch: pytest.MonkeyPatch
+    three: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fresh = "ep_001_BATCH_002"
     body = scene(fresh).to_json().decode()
-    before = snapshot(three)
+    before = stored(three)
     result = scenelog(three, "add", fresh, "-", b"--reason", b"caf\xe9", stdin=body)
     assert "UTF-8" in one_line_error(result, 2)
     assert "UTF-8" in one_line_error(scenelog(three, "conform", B1, "2", "--actor", b"\xff"), 2)
@@ -309,17 +321,18 @@ def test_r25_text_that_is_not_utf8_on_the_command_line_writes_nothing(
                 continue
             code, err = scenelog_in(monkeypatch, three, *args, flag, "caf\udce9", stdin=body)
             assert code == 2 and "UTF-8" in err, (args, flag, err)
-    assert snapshot(three) == before  # no flat body, no log, no event
+    assert stored(three) == before  # no flat body, no log, no event
 
 
+@on_shared_backends
 def test_r25_actor_from_the_environment_that_is_not_utf8_writes_nothing(
-    three: Path, monkeypatch: pytest.MonkeyPatch
+    three: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fresh = "ep_001_BATCH_002"
     env = child_env(SCENELOG_PROJECT="show", SCENELOG_ROOT=str(three))
     env_bytes = {k.encode(): v.encode() for k, v in env.items()}
     env_bytes[b"SCENELOG_ACTOR"] = b"ren\xe9@farm"
-    before = snapshot(three)
+    before = stored(three)
     result = subprocess.run(
         [sys.executable, "-m", "projections", "add", fresh, "-"],
         input=scene(fresh).to_json().decode(),
@@ -332,6 +345,6 @@ def test_r25_actor_from_the_environment_that_is_not_utf8_writes_nothing(
     bad_actor = {"SCENELOG_ACTOR": "ren\udce9@farm"}
     code, err = scenelog_in(monkeypatch, three, "conform", B1, "2", **bad_actor)
     assert code == 2 and "UTF-8" in err
-    assert snapshot(three) == before
+    assert stored(three) == before
     # A read records no actor: it still answers.
     assert scenelog_in(monkeypatch, three, "gate", B1, **bad_actor)[0] == 0

@@ -34,7 +34,7 @@ from projections import Projection
 from projections.cli import cli
 from projections.http import BackgroundServer, ServeConfig, shapes
 from projections.http.stream import Item, StreamFilter, Subscriber, sse_frame
-from tests.conftest import SHARED_BACKENDS
+from tests.conftest import on_files_only, on_shared_backends
 from tests.helpers import DEADLINE, REPO, child_env, scene, snapshot
 
 FRESH = "ep_001_BATCH_001"  # v2 active and derived; v3 a candidate awaiting review
@@ -42,7 +42,6 @@ BLOCKED = "ep_001_BATCH_002"  # v2 conformed, boards not rebuilt
 OTHER = "ep_002_BATCH_001"  # one version
 MISSING = "ep_001_BATCH_009"
 TOKEN = "0123456789abcdef0123456789abcdef"
-FILE_ONLY = pytest.mark.parametrize("backend_root", ["file"], indirect=True)
 
 
 def _build(root: str) -> None:
@@ -221,7 +220,7 @@ def test_issue14_audit_is_json_or_csv_by_accept(http: httpx.Client, store_root: 
     assert http.get("/audit", params={"since": "last tuesday"}).status_code == 400
 
 
-@FILE_ONLY  # the HTTP layer alone
+@on_files_only  # the HTTP layer alone
 def test_issue14_openapi_document_and_board_files(server: BackgroundServer) -> None:
     with httpx.Client(base_url=server.url, timeout=DEADLINE) as client:
         schema = client.get("/schema/openapi.json")
@@ -289,7 +288,7 @@ def test_issue14_every_json_body_is_the_shape_the_openapi_document_publishes(
 # ── ids and paths ──────────────────────────────────────────────────────────────
 
 
-@FILE_ONLY  # traversal aims at files
+@on_files_only  # traversal aims at files
 @pytest.mark.parametrize(
     ("path", "status"),
     [
@@ -318,7 +317,7 @@ def test_issue14_path_parameters_follow_the_id_grammars(
     assert "root:" not in r.text
 
 
-@FILE_ONLY  # holds the lock file
+@on_files_only  # holds the lock file
 def test_issue14_every_endpoint_answers_while_a_batch_lock_is_held(
     server: BackgroundServer, store_root: str
 ) -> None:
@@ -374,7 +373,7 @@ def test_issue14_every_endpoint_answers_while_a_batch_lock_is_held(
 # ── token, host, CORS ──────────────────────────────────────────────────────────
 
 
-@FILE_ONLY  # the HTTP layer alone
+@on_files_only  # the HTTP layer alone
 def test_issue14_a_token_is_required_by_header_cookie_or_query(store_root: str) -> None:
     config = ServeConfig(root=store_root, project="show", token=TOKEN)
     with BackgroundServer(config) as live, httpx.Client(base_url=live.url, timeout=DEADLINE) as c:
@@ -431,7 +430,7 @@ def test_issue14_listening_beyond_loopback_needs_a_token_file(tmp_path: Path) ->
     assert result.returncode == 2 and "cannot read token file" in result.stderr
 
 
-@FILE_ONLY  # the HTTP layer alone
+@on_files_only  # the HTTP layer alone
 def test_issue14_cors_only_for_the_given_origins(store_root: str) -> None:
     allowed = "http://tools.studio.example"
     gate = f"/v1/projects/show/batches/{FRESH}/gate"
@@ -453,7 +452,7 @@ def test_issue14_cors_only_for_the_given_origins(store_root: str) -> None:
         )
 
 
-@pytest.mark.parametrize("backend_root", SHARED_BACKENDS, indirect=True)
+@on_shared_backends
 def test_issue14_serve_command_serves_until_terminated(store_root: str) -> None:
     """As a user runs it: `scenelog serve --port 0` says where it listens and answers there."""
     proc = subprocess.Popen(
@@ -630,7 +629,7 @@ def test_issue14_stream_filters_by_type_episode_and_batch(
             s.close()
 
 
-@FILE_ONLY  # damages the log file
+@on_files_only  # damages the log file
 def test_issue14_a_damaged_log_ends_the_stream_with_an_error_event(
     http: httpx.Client, store_root: str
 ) -> None:
@@ -648,7 +647,7 @@ def test_issue14_a_damaged_log_ends_the_stream_with_an_error_event(
         stream.close()
 
 
-@FILE_ONLY  # the HTTP layer alone
+@on_files_only  # the HTTP layer alone
 def test_issue14_heartbeats_keep_an_idle_stream_open(store_root: str) -> None:
     config = ServeConfig(root=store_root, heartbeat=0.05)
     with BackgroundServer(config) as live, httpx.Client(base_url=live.url, timeout=DEADLINE) as c:

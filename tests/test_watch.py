@@ -15,7 +15,7 @@ import pytest
 from eventstore import SceneVersionStore
 from eventstore.events import new_event_id, utc_now
 from projections import CheckpointError, Projection, consumer_status, watch
-from tests.conftest import SHARED_BACKENDS
+from tests.conftest import on_shared_backends
 from tests.helpers import child_env, scene
 from tests.watching import DEADLINE, WatcherProcess
 
@@ -55,7 +55,7 @@ def _in_seq_order(events: list[dict[str, Any]]) -> bool:
     return True
 
 
-@pytest.mark.parametrize("backend_root", SHARED_BACKENDS, indirect=True)
+@on_shared_backends
 @pytest.mark.parametrize("mode", MODES, ids=MODE_IDS)
 def test_sigkilled_watcher_resumes_without_losing_a_conform(
     backend_root: str, mode: list[str]
@@ -213,7 +213,7 @@ sys.exit(3 if os.environ["SCENELOG_TYPE"] == sys.argv[2] else 0)
 """
 
 
-@pytest.mark.parametrize("backend_root", SHARED_BACKENDS, indirect=True)
+@on_shared_backends
 def test_exec_handler_failure_stops_and_redelivers(backend_root: str, tmp_path: Path) -> None:
     root = backend_root
     a = BATCHES[0]
@@ -269,7 +269,7 @@ def test_exec_handler_failure_stops_and_redelivers(backend_root: str, tmp_path: 
     assert json.loads(handled[3]["SCENELOG_EVENT"])["type"] == "conformed"
 
 
-@pytest.mark.parametrize("backend_root", SHARED_BACKENDS, indirect=True)
+@on_shared_backends
 def test_watch_cli_max_events_and_consumers(backend_root: str) -> None:
     root = backend_root
     _setup(root, BATCHES[:1])
