@@ -28,11 +28,12 @@ on_files_only = pytest.mark.parametrize("backend_root", ["file"], indirect=True)
 def stored(root: str | Path, project: str = "show") -> object:
     """All a store holds, to compare before and after a command that must write nothing.
 
-    Every file under a folder root (``tests.helpers.snapshot``); on a URL root, each
-    batch's stored lines (with any incomplete command) and bodies, and the checkpoints.
+    Every file of the project's folder under a folder root (``tests.helpers.snapshot``);
+    on a URL root, each batch's stored lines (with any incomplete command) and bodies,
+    and the checkpoints. ``{}`` when the project holds nothing.
     """
     if "://" not in str(root):
-        return snapshot(Path(root))
+        return snapshot(Path(root) / project)
     from eventstore.log import open_log
 
     log = open_log(project, str(root))

@@ -1,6 +1,9 @@
 """Watcher defects of issue 10 (items 13-17, the watch parts of 6 and 22), each a test
 that failed before its fix: replaced logs (R28), huge events for --exec handlers, stray
-*.events.jsonl names, next(watch(...)), one watcher per consumer, errors at start."""
+*.events.jsonl names, next(watch(...)), one watcher per consumer, errors at start.
+
+Those not about the log files run on every backend (in-process ones) or on every
+backend separate processes share (file, PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import pytest
 
 from eventstore import InvalidInput, SceneVersionStore
 from projections import consumer_status, watch
+from tests.conftest import on_shared_backends, stored
 from tests.helpers import scene
 from tests.helpers import scenelog as _scenelog
 from tests.watching import WatcherProcess
@@ -39,7 +43,7 @@ def _events(root: Path, batch_id: str = A) -> list[dict[str, Any]]:
     return [json.loads(line) for line in _log(root, batch_id).read_text().splitlines()]
 
 
-def _setup(root: Path, *batches: str) -> SceneVersionStore:
+def _setup(root: str | Path, *batches: str) -> SceneVersionStore:
     store = SceneVersionStore("show", 1, root=root)
     for batch_id in batches:
         store.write_scene_candidate(batch_id, scene(batch_id, shots=2))
@@ -47,7 +51,7 @@ def _setup(root: Path, *batches: str) -> SceneVersionStore:
     return store
 
 
-def _caught_up(root: Path, consumer: str, **kwargs: Any) -> list[Any]:
+def _caught_up(root: str | Path, consumer: str, **kwargs: Any) -> list[Any]:
     """Every event a consumer gets now (poll mode, stop already set: ends once caught up)."""
     stop = threading.Event()
     stop.set()
@@ -292,7 +296,8 @@ def test_item15_stray_events_files_are_ignored_by_a_live_watcher(root: Path) -> 
 # ── item 16: watch() is an iterator ──────────────────────────────────────────
 
 
-def test_item16_watch_returns_an_iterator(root: Path) -> None:
+def test_item16_watch_returns_an_iterator(backend_root: str) -> None:
+    root = backend_root
     _setup(root, A)
     stop = threading.Event()
     watcher = watch("show", root=root, start="beginning", poll=True, stop=stop)
@@ -308,7 +313,9 @@ def test_item16_watch_returns_an_iterator(root: Path) -> None:
 # ── item 17: one watcher per consumer name ──────────────────────────────────
 
 
-def test_item17_second_watcher_of_a_consumer_refuses_naming_the_holder(root: Path) -> None:
+@on_shared_backends
+def test_item17_second_watcher_of_a_consumer_refuses_naming_the_holder(backend_root: str) -> None:
+    root = backend_root
     store = _setup(root, A)
     first = WatcherProcess(root, "--consumer", "boards", "--poll", "--interval", "0.05")
     second = None
@@ -330,7 +337,8 @@ def test_item17_second_watcher_of_a_consumer_refuses_naming_the_holder(root: Pat
     assert second.events[0]["seq"] == 3
 
 
-def test_item17_two_watchers_of_one_consumer_in_one_process(root: Path) -> None:
+def test_item17_two_watchers_of_one_consumer_in_one_process(backend_root: str) -> None:
+    root = backend_root
     from eventstore.errors import ConsumerBusy  # (imported here: the base commit lacks it)
 
     _setup(root, A)
@@ -348,9 +356,11 @@ def test_item17_two_watchers_of_one_consumer_in_one_process(root: Path) -> None:
 # ── items 22 and 6: errors at start, one line ───────────────────────────────
 
 
+@on_shared_backends
 def test_item22_missing_or_non_executable_handler_is_refused_at_start(
-    root: Path, tmp_path: Path
+    backend_root: str, tmp_path: Path
 ) -> None:
+    root = backend_root
     _setup(root, A)
     not_executable = tmp_path / "handler.sh"
     not_executable.write_text("#!/bin/sh\nexit 0\n")
@@ -384,11 +394,15 @@ def test_item22_consumer_on_a_read_only_store_is_one_clear_line(root: Path, tmp_
         subprocess.run(["umount", str(mount)], check=True, capture_output=True)
 
 
-def test_item6_watch_on_a_missing_project_or_root_is_exit_2(root: Path, tmp_path: Path) -> None:
+@on_shared_backends
+def test_item6_watch_on_a_missing_project_or_root_is_exit_2(
+    backend_root: str, tmp_path: Path
+) -> None:
+    root = backend_root
     _setup(root, A)
     result = _scenelog(root, "watch", "--project", "shwo", "--poll", "--timeout", "1")
     assert result.returncode == 2 and "shwo" in _one_error_line(result.stderr)
-    assert not (root / "shwo").exists()  # nothing created
+    assert stored(root, "shwo") == {}  # nothing created
     missing = tmp_path / "unmounted"
     result = _scenelog(missing, "watch", "--poll", "--timeout", "1")
     assert result.returncode == 2 and str(missing) in _one_error_line(result.stderr)
