@@ -58,7 +58,7 @@ class FileLog(FileLogCore):
 
     def view_policy(self) -> str:
         """The project's view policy: ``sync``, ``lazy`` or ``off`` (viewpolicy.py)."""
-        return viewpolicy.read_policy(self.layout.project_dir, self._mine().policies)
+        return viewpolicy.read_policy_file(self._policy_file, self._mine().policies)
 
     def set_view_policy(self, policy: str) -> None:
         """Set the project's view policy (InvalidInput for an unknown one).
@@ -69,7 +69,7 @@ class FileLog(FileLogCore):
         viewpolicy.write_policy(self.layout.project_dir, policy)
 
     def _snapshot_file(self, batch_id: str) -> Path:
-        return viewpolicy.snapshot_path(self.layout.project_dir, batch_id)
+        return self._snapshot_path(batch_id)
 
     def snapshot(self, batch_id: str) -> Manifest | None:
         """The view (``sync``), or the view or snapshot caught up with the log's tail.

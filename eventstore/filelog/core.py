@@ -564,6 +564,8 @@ class FileLogCore(EventLog):
         self.project = layout.project
         self.label = str(layout.root)
         self._head_records: dict[str, Path] = {}
+        self._policy_file = viewpolicy.policy_path(layout.project_dir)
+        self._snapshots: dict[str, Path] = {}
         self._state = _State()
 
     def _mine(self) -> _State:
@@ -630,6 +632,16 @@ class FileLogCore(EventLog):
     def batches(self, episode: str) -> list[str]:
         return self.layout.batch_ids(episode)
 
+    def _snapshot_path(self, batch_id: str) -> Path:
+        path = self._snapshots.get(batch_id)
+        if path is None:
+            if len(self._snapshots) >= _CACHE_LIMIT:
+                self._snapshots.clear()
+            path = self._snapshots[batch_id] = viewpolicy.snapshot_path(
+                self.layout.project_dir, batch_id
+            )
+        return path
+
     def _head_record(self, batch_id: str) -> Path:
         path = self._head_records.get(batch_id)
         if path is None:
@@ -666,9 +678,8 @@ class FileLogCore(EventLog):
                 state.forget(key)
                 raise
             # The policy is read under the lock; every commit of this session honours it.
-            project_dir = self.layout.project_dir
-            policy = viewpolicy.read_policy(project_dir, state.policies)
-            snapshot = None if policy == "sync" else viewpolicy.snapshot_path(project_dir, batch_id)
+            policy = viewpolicy.read_policy_file(self._policy_file, state.policies)
+            snapshot = None if policy == "sync" else self._snapshot_path(batch_id)
             session = _FileSession(
                 paths, key, cached, created, self._head_record(batch_id), state, policy, snapshot
             )

@@ -62,6 +62,7 @@ __all__ = [
     "policy_path",
     "read_manifest",
     "read_policy",
+    "read_policy_file",
     "remember_seq",
     "replace_seen",
     "snapshot_path",
@@ -98,7 +99,11 @@ def read_policy(project_dir: Path, memory: PolicyMemory | None = None) -> str:
     With ``memory``, a file already read is only stat'ed (it is replaced by
     rename, so a new policy is a new inode).
     """
-    path = policy_path(project_dir)
+    return read_policy_file(policy_path(project_dir), memory)
+
+
+def read_policy_file(path: Path, memory: PolicyMemory | None = None) -> str:
+    """:func:`read_policy` given the policy file's path (writers keep it)."""
     try:
         st = os.stat(path)
     except OSError:

@@ -380,11 +380,12 @@ def reference_lock(paths: BatchPaths, *, timeout: float) -> Iterator[None]:
     opening a session) passes through: a second ``flock`` on another open
     file would wait for itself.
     """
-    path = reference_lock_path(paths)
-    fd = _open_existing(path)
+    name = f"{paths.scenes_dir}/{paths.batch_id}.versions.lock"  # no Path built per command
+    fd = _open_existing(name)
     if fd is None:
         yield
         return
+    path = reference_lock_path(paths)
     held: set[tuple[int, int]] = _held_here.__dict__.setdefault("locks", set())
     try:
         st = os.fstat(fd)
@@ -407,12 +408,14 @@ _held_here = threading.local()
 """Reference lock files (device, inode) the current thread holds."""
 
 
-def _open_existing(path: Path) -> int | None:
-    with os_errors(path, "open"):
-        try:
-            return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
+def _open_existing(path: str) -> int | None:
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError:
+        with os_errors(Path(path), "open"):
+            raise
 
 
 def _flock(fd: int, path: Path, timeout: float, batch_id: str) -> None:
