@@ -21,6 +21,7 @@ from .consumer import row_consumer
 from .contention import row_contended
 from .peers import row_peer
 from .policy import row_policy_append, row_policy_contended, row_policy_manifest
+from .postgres import row_postgres
 from .reads import row_episode, row_fold, row_manifest
 from .report import Row
 from .startup import row_startup
@@ -68,6 +69,7 @@ STEPS: tuple[Step, ...] = (
     Step("policy-contended", lambda ctx: row_policy_contended(ctx.root, max(3, ctx.rounds // 2))),
     Step("policy-manifest", lambda ctx: row_policy_manifest(ctx.root, ctx.rounds)),
     Step("startup", lambda ctx: row_startup(ctx.root, ctx.rounds)),
+    Step("postgres", lambda ctx: row_postgres(ctx.root, max(1, ctx.rounds // 3))),
 )
 
 
