@@ -1,5 +1,6 @@
 """verify's defects of issue 10: exact on a live store (item 7, R26), views ahead of a
-restored log repaired (item 10), the head covered and exportable (item 11, R27)."""
+restored log repaired (item 10), the head covered and exportable (item 11, R27).
+Verify next to busy writers runs on file and PostgreSQL; the rest edits files."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import pytest
 
 from eventstore import SceneVersionStore
 from projections import verify
+from tests.conftest import on_shared_backends
 from tests.helpers import BATCH, DEADLINE, REPO, child_env, scene
 from tests.test_import import reference_store
 
@@ -106,15 +108,20 @@ WRITER = """
 """
 
 
-def test_item7_r26_verify_is_exact_next_to_three_busy_writers(root: Path) -> None:
+@on_shared_backends
+def test_item7_r26_verify_is_exact_next_to_three_busy_writers(
+    backend_root: str, tmp_path: Path
+) -> None:
+    root = backend_root
     store = SceneVersionStore("show", 1, root=root)
     for batch in ("ep_001_BATCH_001", "ep_001_BATCH_002"):
         store.write_scene_candidate(batch, scene(batch))
-    scenes = root / "show" / "ep_001" / "scenes"
-    for number in range(120, 140):  # legacy flat bodies: first writes register them (Case B)
-        batch = f"ep_001_BATCH_{number}"
-        (scenes / f"{batch}.json").write_bytes(scene(batch).to_json())
-    stop = root / "stop"
+    if "://" not in root:  # legacy flat bodies: first writes register them (Case B)
+        scenes = Path(root) / "show" / "ep_001" / "scenes"
+        for number in range(120, 140):
+            batch = f"ep_001_BATCH_{number}"
+            (scenes / f"{batch}.json").write_bytes(scene(batch).to_json())
+    stop = tmp_path / "stop"
     writers = [
         subprocess.Popen(
             [sys.executable, "-c", textwrap.dedent(WRITER), str(root), str(stop), str(seed)],
