@@ -187,3 +187,22 @@ def test_item2_view_policy_command_shows_and_sets_the_policy(root: Path) -> None
     assert (root / "show" / ".scenelog" / "view-policy").read_text() == "lazy\n"
     elsewhere = scenelog(root, "--project", "nosuch", "view-policy", "off")
     assert elsewhere.returncode == 2 and "no project nosuch" in elsewhere.stderr
+
+
+def test_item2_lazy_read_folds_a_tail_longer_than_the_first_window(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tail lines of 2 KiB each: the reader widens its window from the log's end."""
+    store = _two_versions(root)
+    log = _log(root)
+    log.set_view_policy("off")
+    for i in range(BOUND + BOUND - 1):
+        store.conform(BATCH, 1 + i % 2, reason=f"{i:04d}" + "r" * 2048)
+    head = log.last_seq(BATCH)
+    snapshot = root / "show" / ".scenelog" / "snapshots" / BATCH
+    behind = head - json.loads(snapshot.read_bytes())["seq"]
+    assert behind * 2048 > 4096 and behind < BOUND
+    full = Projection("show", root=root).manifest(BATCH)
+    _no_full_reads(log, monkeypatch)
+    assert Projection("show", root=root).manifest(BATCH) == full
+    assert full is not None and full.seq == head

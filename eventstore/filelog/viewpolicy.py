@@ -232,13 +232,24 @@ def tail_events(log: Path, after: int) -> list[Event] | None:
             if committed:
                 last = committed.rfind(b"\n", 0, len(committed) - 1) + 1
                 try:
-                    if _seq_decoder.decode(committed[last:-1]).seq <= after:
-                        return []  # nothing after ``after``: the common case
-                    events = decode_lines(committed)
+                    due = _seq_decoder.decode(committed[last:-1]).seq - after
                 except (msgspec.DecodeError, msgspec.ValidationError):
                     return None
-                if start == 0 or events[0].seq <= after + 1:
-                    return [e for e in events if e.seq > after]
+                if due <= 0:
+                    return []  # nothing after ``after``: the common case
+                # Seqs are contiguous: the line after ``after`` is the due-th from the end.
+                cut, found = len(committed) - 1, 0
+                while found < due and cut >= 0:
+                    cut = committed.rfind(b"\n", 0, cut)
+                    found += 1
+                if found == due or start == 0:
+                    try:
+                        events = decode_lines(committed[cut + 1 :])
+                    except (msgspec.DecodeError, msgspec.ValidationError):
+                        return None
+                    if not events or events[0].seq != after + 1:
+                        return None  # not the log this snapshot came from: fold it all
+                    return events
             elif start == 0:
                 return []
             if window >= TAIL_LIMIT:
