@@ -6,6 +6,10 @@ bodies, store objects reopened as a new process would — and after every step
 the store's manifest must equal the model's, the view the fold, and every
 refusal the one the model predicts. Runs derandomized; a failure prints the
 steps and a reproduction blob.
+
+``StoreMachine`` runs on the file backend (with legacy flat and orphan bodies,
+which are files, and the view files); ``BackendMachine`` runs the same commands
+and checks on the memory and PostgreSQL backends, a fresh store per example.
 """
 
 from __future__ import annotations
@@ -13,13 +17,22 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
 
 from eventstore import (
     IdentityMismatch,
@@ -34,7 +47,9 @@ from eventstore import (
     structure_fingerprint,
 )
 from eventstore.log import open_log
+from eventstore.memlog import MemoryLog
 from projections import Projection
+from tests.conftest import stored
 
 BATCHES = ["ep_001_BATCH_001", "ep_001_BATCH_002", "ep_001_BATCH_003"]
 batches = st.sampled_from(BATCHES)
@@ -283,27 +298,29 @@ class StoreMachine(RuleBasedStateMachine):
         path.write_bytes(body(batch_id, (1, "orphan")).to_json())
         m.disk_max = max(m.disk_max, version)
 
+    def where(self) -> str | Path:
+        """The root readers are given."""
+        return self.root
+
+    def held(self) -> object:
+        """What the store holds (its files, lock files aside)."""
+        if not self.scenes().exists():
+            return {}
+        return {p.name: p.read_bytes() for p in self.scenes().glob("*") if p.suffix != ".lock"}
+
     def refused(self, call: Any, error: type[Exception]) -> None:
-        before = (
-            {p.name: p.read_bytes() for p in self.scenes().glob("*")}
-            if self.scenes().exists()
-            else {}
-        )
+        before = self.held()
         try:
             call()
         except error:
             pass
         else:
             raise AssertionError(f"expected {error.__name__}")
-        after = (
-            {p.name: p.read_bytes() for p in self.scenes().glob("*")}
-            if self.scenes().exists()
-            else {}
-        )
-        lock_files = {n for n in after if n.endswith(".lock")}
-        assert {k: v for k, v in after.items() if k not in lock_files} == {
-            k: v for k, v in before.items() if k not in lock_files
-        }
+        assert self.held() == before
+
+    def check_view(self, batch_id: str, manifest: Any) -> None:
+        view = json.loads((self.scenes() / f"{batch_id}.versions.json").read_bytes())
+        assert view == manifest.to_dict()
 
     # ── the check ────────────────────────────────────────────────────────────
 
@@ -311,7 +328,7 @@ class StoreMachine(RuleBasedStateMachine):
     def store_matches_model(self) -> None:
         if not hasattr(self, "models"):
             return
-        reader = Projection("show", root=self.root)
+        reader = Projection("show", root=self.where())
         for batch_id, m in self.models.items():
             if m.seq == 0 and m.flat_fp is None:  # R16: neither log nor flat body
                 try:
@@ -334,11 +351,76 @@ class StoreMachine(RuleBasedStateMachine):
                 "seq": m.seq,
                 "versions": [vars(e) for e in m.entries],
             }
-            view = json.loads((self.scenes() / f"{batch_id}.versions.json").read_bytes())
-            assert view == manifest.to_dict()
+            self.check_view(batch_id, manifest)
 
 
 StoreMachine.TestCase.settings = settings(
     max_examples=100, stateful_step_count=50, deadline=None, derandomize=True, print_blob=True
 )
 TestStoreModel = StoreMachine.TestCase
+
+
+class BackendMachine(StoreMachine):
+    """The model on a backend without files: no legacy flat or orphan bodies to place."""
+
+    new_root: Callable[[], str]
+    """A fresh, empty store's root (set by the test)."""
+    drop_root: Callable[[str], None]
+
+    @initialize()
+    def setup(self) -> None:
+        self.root_url = type(self).new_root()
+        self.models = {b: BatchModel() for b in BATCHES}
+        self.reopen()
+
+    def teardown(self) -> None:
+        if hasattr(self, "root_url"):
+            type(self).drop_root(self.root_url)
+
+    @rule()
+    def reopen(self) -> None:
+        """A new store object (the backend's state is checked against its storage)."""
+        self.store = SceneVersionStore("show", 1, root=self.root_url)
+
+    def legacy_flat(self, batch_id: str, shape: tuple[int, str]) -> None:
+        """Not a rule here: a legacy flat body is a file."""
+
+    def orphan_body(self, batch_id: str, ahead: int) -> None:
+        """Not a rule here: an orphan body is a file left by a dead writer."""
+
+    def held(self) -> object:
+        return stored(self.root_url)
+
+    def check_view(self, batch_id: str, manifest: Any) -> None:
+        pass  # no view files
+
+    def where(self) -> str | Path:
+        return self.root_url
+
+
+@pytest.mark.parametrize(
+    ("backend", "examples"), [("memory", 100), ("postgres", 15)], ids=["memory", "postgres"]
+)
+def test_model_on_every_backend(
+    request: pytest.FixtureRequest, backend: str, examples: int
+) -> None:
+    class Machine(BackendMachine):
+        pass
+
+    if backend == "memory":
+        Machine.new_root = staticmethod(lambda: f"memory://model-{uuid.uuid4().hex}")
+        Machine.drop_root = staticmethod(lambda url: MemoryLog.reset(url.split("://", 1)[1]))
+    else:
+        server = request.getfixturevalue("pg_server")
+        Machine.new_root = staticmethod(server.new_store)
+        Machine.drop_root = staticmethod(server.drop_store)
+    run_state_machine_as_test(
+        Machine,
+        settings=settings(
+            max_examples=examples,
+            stateful_step_count=50,
+            deadline=None,
+            derandomize=True,
+            print_blob=True,
+        ),
+    )
