@@ -126,6 +126,8 @@ def test_item7_every_command_prints_the_json_docs_cli_md_documents(
         ("verify", ["verify"]),
         ("heads", ["heads"]),
         ("view-policy", ["view-policy"]),
+        ("copy", ["copy", str(copy), str(tmp_path / "copied")]),
+        ("materialize", ["materialize", str(tmp_path / "files"), "--once"]),
     ]
     checked = set()
     for name, args in runs:

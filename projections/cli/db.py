@@ -44,7 +44,6 @@ def db_arguments(p: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="the postgresql:// root (default: --root, else $SCENELOG_ROOT)",
     )
-    json_flag(p, "print the schema versions before and after as a JSON object")
 
 
 def cmd_db(ctx: Context, args: argparse.Namespace) -> int:
@@ -80,9 +79,7 @@ def cmd_db(ctx: Context, args: argparse.Namespace) -> int:
             f"the database at {label} refused db init ({redact(str(e).splitlines()[0])}): run "
             "it as the database owner (docs/POSTGRES.md, Roles)"
         ) from None
-    if args.json:
-        ctx.json({"root": label, "before": before, "after": after, "changed": before != after})
-    elif before == after:
+    if before == after:
         ctx.note(f"the database at {label} has scenelog schema version {after}: nothing to do")
     elif before == 0:
         ctx.note(f"created scenelog schema version {after} in the database at {label}")
