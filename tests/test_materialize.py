@@ -109,3 +109,12 @@ def test_item6_materialize_follows_live_until_interrupted(
         if child.poll() is None:
             os.kill(child.pid, signal.SIGKILL)
             child.wait()
+
+
+def test_item6_materialize_into_the_root_itself_is_refused(tmp_path: Path) -> None:
+    build(tmp_path)
+    before = scenes_files(tmp_path)
+    done = scenelog(tmp_path, "materialize", str(tmp_path), "--once")
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "is the root itself" in done.stderr
+    assert scenes_files(tmp_path) == before

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from projections.cli.context import Context, check_root, json_flag
 from projections.cli.errors import EXIT_OK, UsageError
@@ -169,6 +170,12 @@ def cmd_materialize(ctx: Context, args: argparse.Namespace) -> int:
     from projections.materialize import materialize
 
     check_root(args.dir, "DIR")
+    root = ctx.root or "."
+    if "://" not in root and os.path.realpath(args.dir) == os.path.realpath(root):
+        raise UsageError(
+            f"DIR {args.dir} is the root itself: the file backend keeps its views there "
+            "already; name another folder"
+        )
     report = materialize(
         ctx.project,
         args.dir,
