@@ -1,6 +1,7 @@
 """Queries over a scripted history: as_of, diff, audit, episode listings.
 
-The library's queries run on each backend (``backend_root``); the CLI's on files.
+The library's queries run on each backend (``backend_root``); the CLI's on each
+backend another process shares (file, PostgreSQL).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pytest
 from eventstore import InvalidInput, Scene, SceneVersionStore, fold
 from eventstore import store as store_module
 from projections import Projection
+from tests.conftest import on_shared_backends
 from tests.helpers import child_env
 
 B3, B4 = "ep_001_BATCH_003", "ep_002_BATCH_004"
@@ -35,9 +37,9 @@ def scripted(backend_root: str, monkeypatch: pytest.MonkeyPatch) -> Projection:
 
 
 @pytest.fixture
-def scripted_files(root: Path, monkeypatch: pytest.MonkeyPatch) -> Projection:
-    """The scripted history in a folder, for the CLI (another process)."""
-    return script(root, monkeypatch)
+def scripted_shared(backend_root: str, monkeypatch: pytest.MonkeyPatch) -> Projection:
+    """The scripted history where the CLI (another process) reads it too."""
+    return script(backend_root, monkeypatch)
 
 
 def script(root: Path | str, monkeypatch: pytest.MonkeyPatch) -> Projection:
@@ -112,8 +114,9 @@ def test_audit_filters(scripted: Projection) -> None:
         scripted.audit(types=("approved",))
 
 
-def test_audit_and_diff_cli(scripted_files: Projection, root: Path) -> None:
-    env = child_env(SCENELOG_ROOT=str(root), SCENELOG_PROJECT="show")
+@on_shared_backends
+def test_audit_and_diff_cli(scripted_shared: Projection, backend_root: str) -> None:
+    env = child_env(SCENELOG_ROOT=backend_root, SCENELOG_PROJECT="show")
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
