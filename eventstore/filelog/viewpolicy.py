@@ -75,7 +75,7 @@ __all__ = [
 POLICIES = ("sync", "lazy", "off")
 DEFAULT = "sync"
 
-BOUND = 16
+BOUND = 32
 """Events a lazy view (or a snapshot) may trail the log by before a commit rewrites it."""
 
 TAIL_LIMIT = 256 * 1024

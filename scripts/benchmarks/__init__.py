@@ -12,7 +12,10 @@ repository on ``sys.path`` before importing this package):
 - ``contention`` rows 3a-3c: contending processes (``bench.py --worker``).
 - ``reads``     rows 4, 5, 6: fold, manifest read, ``pending``.
 - ``watch``     row 7: watcher latency and idle CPU.
-- ``peers``     rows 8a, 8b: eventsourcing + SQLite.
+- ``peers``     rows 8a-8c: eventsourcing + SQLite (8c: the lazy view policy).
+- ``policy``    rows 9-11: append, 4 contending processes and manifest reads
+                under each view policy (sync, lazy, off).
+- ``startup``   row 12: ``gate``, ``show`` and ``add`` as whole processes.
 - ``steps``     the one table of steps ``--only`` selects from; a new row is a
                 function in a module and one line there (nothing registers
                 itself on import).

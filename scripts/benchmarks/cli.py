@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     result = table(ctx.rows)
     print(result)
     if not args.no_write:
-        write_performance(REPO / "docs" / "PERFORMANCE.md", result, started)
+        write_performance(REPO / "docs" / "PERFORMANCE.md", result, started, root)
     if not args.dir:
         shutil.rmtree(root, ignore_errors=True)
     return 0 if all(r["ok"] for r in ctx.rows) else 1

@@ -36,6 +36,27 @@ class Row(TypedDict):
     ours_s: NotRequired[float]  # row 1's seconds per command, reused by the peer row
 
 
+def create_cost(folder: Path) -> float:
+    """Median seconds to create (and close) an empty file in ``folder``.
+
+    A store's view rewrites, bodies and snapshots each create an inode; on this
+    machine that costs ~10 µs in most folders but ~800 µs in some (an ext4
+    inode group that is full), which would swing every writing row: the run
+    states what its folder costs.
+    """
+    times = []
+    probe = folder / ".create-probe"
+    probe.mkdir(parents=True, exist_ok=True)
+    for i in range(50):
+        start = time.perf_counter()
+        os.close(os.open(probe / f"f{i}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        times.append(time.perf_counter() - start)
+    for i in range(50):
+        os.unlink(probe / f"f{i}")
+    probe.rmdir()
+    return sorted(times)[len(times) // 2]
+
+
 def machine() -> str:
     """Cores, CPU, RAM, the temp folder's filesystem, OS, Python and msgspec."""
     cpu = "unknown CPU"
@@ -73,19 +94,26 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def write_performance(doc: Path, result: str, started: float) -> None:
+def write_performance(doc: Path, result: str, started: float, root: Path | None = None) -> None:
     """Write ``doc`` (docs/PERFORMANCE.md): preamble, machine, command, ``result``, notes.
 
     ``started`` is the run's ``time.time()`` at its start; the run's length is
-    measured when the file is written.
+    measured when the file is written. ``root``, the run's folder, is named
+    with what creating a file there costs.
     """
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    folder = ""
+    if root is not None:
+        cost = create_cost(root) * 1e6
+        folder = f" Stores built in {root.parent}/ (creating a file there: {cost:,.0f} µs)."
+    tmpdir = f"TMPDIR={os.environ['TMPDIR']} " if os.environ.get("TMPDIR") else ""
     doc.write_text(
         "# Performance\n\nEvery row is measured side by side with its baseline in one run "
         "(interleaved rounds, medians), and reported as a ratio; absolute times are for "
         "orientation only — this machine's shared disk swings ±30% between runs.\n\n"
-        f"Machine: {machine()}.\n\n"
-        "Command: `.venv/bin/pip install -q -e '.[bench]' && .venv/bin/python scripts/bench.py`"
+        f"Machine: {machine()}.{folder}\n\n"
+        "Command: `.venv/bin/pip install -q -e '.[bench]' && "
+        f"{tmpdir}.venv/bin/python scripts/bench.py`"
         f" (run took {time.time() - started:.0f} s, {stamp}).\n\n"
         f"{result}\n\n{NOTES}"
     )
