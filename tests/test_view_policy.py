@@ -206,3 +206,19 @@ def test_item2_lazy_read_folds_a_tail_longer_than_the_first_window(
     _no_full_reads(log, monkeypatch)
     assert Projection("show", root=root).manifest(BATCH) == full
     assert full is not None and full.seq == head
+
+
+def test_item2_off_then_lazy_brings_the_view_back_at_the_next_command(root: Path) -> None:
+    store = _two_versions(root)
+    log = _log(root)
+    view_path = log.layout.batch(BATCH).view
+    log.set_view_policy("off")
+    store.conform(BATCH, 2)
+    assert not view_path.exists()
+    log.set_view_policy("lazy")
+    report = verify("show", root)  # before any command: the snapshot stands in
+    assert report.ok and not report.findings, report.findings
+    store.conform(BATCH, 1)
+    assert json.loads(view_path.read_bytes())["seq"] == log.last_seq(BATCH)
+    report = verify("show", root)
+    assert report.ok and not report.findings, report.findings

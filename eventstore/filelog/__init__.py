@@ -212,13 +212,15 @@ class FileLog(FileLogCore):
 
         paths = self.layout.batch(batch_id)
         policy = self.view_policy()
-        if policy == "off":
+        look = inspect.look_snapshot(paths) if policy != "off" else None
+        if policy == "off" or (policy == "lazy" and look is not None and look.data is None):
+            # ``off`` keeps no view; a lazy project switched from ``off`` has none until
+            # its next command: the snapshot is what the policy keeps meanwhile.
             snapshot = self._snapshot_file(batch_id)
             if not snapshot.exists():
-                return None
+                return look  # off: None (no view is not a finding); lazy: view_missing
             look = SnapshotLook(_read_small(snapshot), False, str(snapshot))
-        else:
-            look = inspect.look_snapshot(paths)
+        assert look is not None
         if policy == "sync" or look.data is None:
             return look
         stored = viewpolicy.manifest_of(look.data)

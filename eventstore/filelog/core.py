@@ -381,12 +381,15 @@ class _FileSession(LogSession):
         if self.policy == "sync" or self.snapshot is None:
             views.write_view(self._paths.view, fold.view_chunks(), self._state.views)
             return
-        if not self._snapshot_seq or fold.seq - self._snapshot_seq >= viewpolicy.BOUND:
+        due = not self._snapshot_seq or fold.seq - self._snapshot_seq >= viewpolicy.BOUND
+        if due or (self.policy == "lazy" and not self.view_present):
+            # ``lazy`` with no view (switched from ``off``): the view is back at once.
             chunks = fold.view_chunks()
             if viewpolicy.write_snapshot(self.snapshot, chunks, self._state.snapshots, fold.seq):
                 self._snapshot_seq = fold.seq
             if self.policy == "lazy":
                 views.write_view(self._paths.view, chunks, self._state.views)
+                self.view_present = True
         if self.policy == "off" and self.view_present:
             with contextlib.suppress(OSError):  # a view left behind is caught up by readers
                 os.unlink(self._paths.view)
