@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import traceback
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -46,6 +45,36 @@ __all__ = ["build_parser", "cli", "main"]
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def _columns() -> int:
+    """The terminal's width as ``shutil.get_terminal_size`` gives it (COLUMNS, the
+    terminal, else 80), without importing shutil (and bz2, lzma) at every start."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """RawDescriptionHelpFormatter, its width found without shutil (issue 15: start-up)."""
+
+    def __init__(
+        self,
+        prog: str,
+        indent_increment: int = 2,
+        max_help_position: int = 24,
+        width: int | None = None,
+    ) -> None:
+        super().__init__(
+            prog, indent_increment, max_help_position, _columns() - 2 if width is None else width
+        )
 
 
 def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
@@ -111,7 +140,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser = _Parser(
         prog="scenelog",
         description="Event-sourced version store for scene structures.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_Formatter,
         epilog="Exit codes: 0 done, 1 a 'no' (gate blocked), 2 bad input, 3 refused by a rule,\n"
         "4 damaged store.\n\nExample:\n  scenelog --root /show/store --project myshow ls ep_001",
     )
@@ -128,7 +157,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
             help=summary,
             description=summary[0].upper() + summary[1:] + ".",
             epilog=f"Example:\n  {example}",
-            formatter_class=argparse.RawDescriptionHelpFormatter,
+            formatter_class=_Formatter,
         )
         add_arguments(p)
         _global_options(p, suppress=True)
@@ -154,6 +183,8 @@ def cli(*argv: str, out: Any = None, err: Any = None) -> int:
     except (Exception, KeyboardInterrupt) as e:
         result = outcome(e)
         if result.traceback and "--debug" in argv:
+            import traceback  # only with --debug (issue 15: start-up)
+
             traceback.print_exc(file=err)
         if result.line is not None:
             print(result.line, file=err)
