@@ -33,6 +33,11 @@ Invariants:
   instance and made again in a forked child (a pool's sockets never cross a
   fork). The password is only ever in the conninfo handed to libpq; every
   message names the root by :attr:`label`.
+- A process keeps at most ``_OPEN_POOLS`` pools open (each holds a
+  connection even when idle): opening one more closes the least recently
+  used, which opens again on its next use. Connections in use when their
+  pool closes finish their work and are closed when given back; a command
+  that finds its pool just closed takes a connection from the new one.
 
 Crash at each step of an append: before COMMIT reaches the server, the
 server rolls back (nothing written); after COMMIT, the whole command is
@@ -99,6 +104,8 @@ _CACHE_LIMIT = 4096
 """Batches whose folded state one instance keeps; the least recently used go first."""
 
 _POOL_MAX = 16
+_OPEN_POOLS = 8
+"""Pools a process keeps open at once (one per root in use): a server's connections are few."""
 _EPISODE_RE = re.compile(r"(ep_[0-9]{3})_BATCH_[0-9]{3}")
 
 
@@ -211,6 +218,34 @@ def _check_body_name(batch_id: str, name: str) -> int | None:
 
 # ── connections ─────────────────────────────────────────────────────────────
 
+_open_guard = threading.Lock()
+_open: OrderedDict[int, Connections] = OrderedDict()
+"""The Connections whose pool is open, least recently used first (``_OPEN_POOLS``)."""
+
+
+def _used(connections: Connections) -> None:
+    """Note that ``connections``' pool was just used (it goes last in the eviction order)."""
+    with _open_guard:
+        if id(connections) in _open:
+            _open.move_to_end(id(connections))
+
+
+def _opened(connections: Connections) -> list[Connections]:
+    """Register a newly opened pool; the Connections to close to stay within bounds."""
+    with _open_guard:
+        _open[id(connections)] = connections
+        _open.move_to_end(id(connections))
+        evicted: list[Connections] = []
+        while len(_open) > _OPEN_POOLS:
+            evicted.append(_open.popitem(last=False)[1])
+        return evicted
+
+
+def _closed(connections: Connections) -> None:
+    with _open_guard:
+        if _open.get(id(connections)) is connections:
+            del _open[id(connections)]
+
 
 class Connections:
     """The pool of one database, checked once for reachability and schema.
@@ -278,6 +313,7 @@ class Connections:
     def pool(self) -> ConnectionPool[Any]:
         pool = self._pool
         if pool is not None and self._pid == os.getpid():
+            _used(self)
             return pool
         with self._guard:
             if self._pool is not None and self._pid == os.getpid():
@@ -298,17 +334,24 @@ class Connections:
                 # closed here, or finalizing its connections would end the parent's.
                 self._inherited.append(self._pool)
             self._pool, self._pid = pool, os.getpid()
-            return pool
+        for other in _opened(self):  # outside our guard: close() takes the other's
+            if other is not self:
+                other.close()
+        return pool
 
     @contextlib.contextmanager
     def connection(self, timeout: float = 60.0) -> Iterator[psycopg.Connection[Any]]:
         """A pooled autocommit connection; DatabaseUnavailable when none can be had."""
         import psycopg
-        from psycopg_pool import PoolTimeout
+        from psycopg_pool import PoolClosed, PoolTimeout
 
         pool = self.pool()
         try:
-            conn = pool.getconn(timeout=timeout)
+            try:
+                conn = pool.getconn(timeout=timeout)
+            except PoolClosed:  # closed by another thread to stay in bounds: open it again
+                pool = self.pool()
+                conn = pool.getconn(timeout=timeout)
         except PoolTimeout as e:
             raise DatabaseUnavailable(
                 f"no connection to the database at {self.label} came free within {timeout:g}s "
@@ -362,10 +405,15 @@ class Connections:
             raise self._unavailable(e) from e
 
     def close(self) -> None:
+        """Close the pool (it opens again on the next use); connections in use finish first."""
         with self._guard:
             pool, self._pool = self._pool, None
-            if pool is not None and self._pid == os.getpid():
-                pool.close()
+            if pool is not None:
+                if self._pid == os.getpid():
+                    pool.close()
+                else:
+                    self._inherited.append(pool)  # a parent's: never finalized here
+        _closed(self)
 
 
 # ── the session ─────────────────────────────────────────────────────────────
