@@ -209,6 +209,7 @@ class _State:
         self.scene_ids: dict[tuple[int, int], tuple[tuple[int, int, int], str]] = {}
         self.views: views.Written = {}
         self.policies: viewpolicy.PolicyMemory = {}
+        self.committed: dict[str, tuple[int, int, int]] = {}  # logs seen with a command
         self.snapshots: viewpolicy.SeqMemory = {}
 
     def get(self, key: _Key) -> _Cached | None:
@@ -591,15 +592,40 @@ class FileLogCore(EventLog):
         return self.layout.batch(batch_id).log
 
     def exists(self, batch_id: str) -> bool:
+        """Whether the log has a committed command (R24).
+
+        A log once seen with one keeps it while it is the same file and no
+        shorter (logs are append-only; a torn tail is cut back to a command's
+        end): then a stat answers, instead of reading the log's end.
+        """
+        path = self.path(batch_id)
+        seen = self._mine().committed
         try:
-            found = _tail_line(self.path(batch_id))
+            st = os.stat(path)
+        except FileNotFoundError:
+            return False
+        except OSError as e:
+            if e.errno in (errno.ENOTDIR, errno.ELOOP):
+                return False
+            raise
+        key = str(path)
+        known = seen.get(key)
+        if known is not None and known[:2] == (st.st_dev, st.st_ino) and st.st_size >= known[2]:
+            return True
+        try:
+            found = _tail_line(path)
         except IsADirectoryError:
             return True  # not a log, but something is there: the session says what
         except OSError as e:
             if e.errno in (errno.ENOTDIR, errno.ELOOP):
                 return False
             raise
-        return found is not None and found[0] > 0
+        if found is None or found[0] <= 0:
+            return False
+        if len(seen) >= _CACHE_LIMIT:
+            seen.clear()
+        seen[key] = (st.st_dev, st.st_ino, found[0])
+        return True
 
     def read(self, batch_id: str, *, after: int = 0) -> list[Event]:
         events = read_log_events(self.path(batch_id), batch_id)
