@@ -66,7 +66,6 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
@@ -162,17 +161,22 @@ def read_log_events(path: Path, batch_id: str) -> list[Event]:
     return _decode_chunk(committed, path, 1, batch_id)
 
 
-@dataclass
 class _Cached:
-    """What one process knows of one log file (always up to a command boundary)."""
+    """What one process knows of one log file (always up to a command boundary).
 
-    dev: int
-    ino: int
-    offset: int
-    fold: Fold
-    last_hash: str | None = None
-    lines: int = 0
-    mtime_ns: int = -1
+    A plain class: a dataclass costs every command's start-up (issue 15).
+    """
+
+    __slots__ = ("dev", "fold", "ino", "last_hash", "lines", "mtime_ns", "offset")
+
+    def __init__(self, dev: int, ino: int, offset: int, fold: Fold) -> None:
+        self.dev = dev
+        self.ino = ino
+        self.offset = offset
+        self.fold = fold
+        self.last_hash: str | None = None
+        self.lines = 0
+        self.mtime_ns = -1
 
 
 _CACHE_LIMIT = 4096

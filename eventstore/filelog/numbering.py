@@ -17,7 +17,6 @@ import os
 import re
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from eventstore.filelog.paths import BatchPaths
@@ -28,19 +27,22 @@ LIMIT = 4096
 """Scenes folders whose listing one FileLog keeps."""
 
 
-@dataclass
 class _Listing:
     """One listing of a scenes folder: its names, and the folder's mtime when listed.
 
     ``trusted`` says the mtime was older than the clock's granularity before
     the listing began, so any later change of the folder's entries gets a
     different mtime; an untrusted listing serves only the command that made it.
+    (A plain class: a dataclass costs every command's start-up, issue 15.)
     """
 
-    mtime_ns: int
-    trusted: bool
-    names: str
-    highest: dict[str, int] = field(default_factory=dict)
+    __slots__ = ("highest", "mtime_ns", "names", "trusted")
+
+    def __init__(self, mtime_ns: int, trusted: bool, names: str) -> None:
+        self.mtime_ns = mtime_ns
+        self.trusted = trusted
+        self.names = names
+        self.highest: dict[str, int] = {}
 
     def highest_of(self, batch_id: str) -> int:
         known = self.highest.get(batch_id)
