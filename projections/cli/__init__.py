@@ -127,7 +127,9 @@ class _VersionAction(argparse.Action):
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
 
     def __call__(self, parser: argparse.ArgumentParser, *_args: Any, **_kwargs: Any) -> None:
-        parser.exit(message=f"scenelog {_version()}\n")
+        # On stdout, as argparse's own version action and every other tool print it.
+        print(f"scenelog {_version()}", flush=True)
+        parser.exit()
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
@@ -166,6 +168,27 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _parse(argv: list[str]) -> argparse.Namespace:
+    """The parsed command line; a handler's ``-- CMD ARGS`` is kept out of argparse.
+
+    A command that runs a handler (``watch``, ``consumers retry``) has a
+    ``command_line`` argument. Everything after the first ``--`` is that
+    handler, given as ``["--", CMD, ARGS…]``, and never fills another
+    positional (``watch EPISODE -- rebuild.sh`` keeps ``rebuild.sh`` out of
+    EPISODE). For every other command ``--`` means what it always means.
+    """
+    if "--" in argv:
+        cut = argv.index("--")
+        try:
+            args = build_parser(argv).parse_args(argv[:cut])
+        except UsageError:
+            args = None  # e.g. `add -- BATCH FILE`: the positionals are after --
+        if args is not None and hasattr(args, "command_line"):
+            args.command_line = argv[cut:]
+            return args
+    return build_parser(argv).parse_args(argv)
+
+
 def cli(*argv: str, out: Any = None, err: Any = None) -> int:
     """Run ``scenelog`` with ``argv``; return the exit code (for tests and embedding).
 
@@ -176,7 +199,7 @@ def cli(*argv: str, out: Any = None, err: Any = None) -> int:
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
     try:
-        args = build_parser(argv).parse_args(list(argv))
+        args = _parse(list(argv))
         if args.command is None:
             raise UsageError("a COMMAND is needed (see `scenelog --help`)")
         return int(args.run_command(Context(args, out, err), args))
