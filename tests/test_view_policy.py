@@ -96,6 +96,8 @@ def test_item2_switching_policies_under_4_writers_loses_nothing_and_verify_is_cl
                 p.kill()
                 p.wait()
     assert switches >= 3
+    log.set_view_policy("sync")
+    Projection("show", root=root).manifest(BATCH)  # mends a view `off` removed
     events = check_batch(root / "show" / "ep_001" / "scenes", BATCH)
     assert len(events) == 2 + WRITERS * PER_WRITER
     reasons = [e["reason"] for e in events[2:]]

@@ -67,6 +67,7 @@ class FileLog(FileLogCore):
         lock, and readers catch any view or snapshot up from the log.
         """
         viewpolicy.write_policy(self.layout.project_dir, policy)
+        self._mine().reader_policies.clear()
 
     def _snapshot_file(self, batch_id: str) -> Path:
         return self._snapshot_path(batch_id)
@@ -79,7 +80,7 @@ class FileLog(FileLogCore):
         it is and the caller folds the log (then mends it).
         """
         paths = self.layout.batch(batch_id)
-        policy = self.view_policy()
+        policy = viewpolicy.reader_policy(self._policy_file, self._mine().reader_policies)
         if policy == "sync":
             return views.read_view(paths.view)
         if policy == "lazy":

@@ -213,6 +213,7 @@ class _State:
         self.scene_ids: dict[tuple[int, int], tuple[tuple[int, int, int], str]] = {}
         self.views: views.Written = {}
         self.policies: viewpolicy.PolicyMemory = {}
+        self.reader_policies: dict[str, tuple[float, str]] = {}
         self.committed: dict[str, tuple[int, int, int]] = {}  # logs seen with a command
         self.snapshots: viewpolicy.SeqMemory = {}
 

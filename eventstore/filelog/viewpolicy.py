@@ -20,6 +20,9 @@ Invariants:
   takes the stored manifest (any policy's) and folds the committed events
   after its ``seq`` read from the log's end (:func:`caught_up`); the log stays
   the only truth.
+- Readers choose which stored manifest to read first by a policy at most
+  :data:`READER_AGE` seconds old (no stat per read); a stale choice costs a
+  fold, never a wrong answer. Mends and writers read it fresh.
 - A reader's work is O(1) in the log's length: it reads at most
   :data:`TAIL_LIMIT` bytes from the log's end. A snapshot further behind (a
   policy switched, a writer killed between its commit and its rewrite) is
@@ -37,6 +40,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -63,6 +67,7 @@ __all__ = [
     "read_manifest",
     "read_policy",
     "read_policy_file",
+    "reader_policy",
     "remember_seq",
     "replace_seen",
     "snapshot_path",
@@ -123,6 +128,30 @@ def read_policy_file(path: Path, memory: PolicyMemory | None = None) -> str:
         if len(memory) > 64:
             memory.clear()
         memory[key] = (stamp, policy)
+    return policy
+
+
+READER_AGE = 1.0
+"""Seconds a reader reuses the policy it read without a stat (see :func:`reader_policy`)."""
+
+
+def reader_policy(path: Path, memory: dict[str, tuple[float, str]]) -> str:
+    """The policy for a reader's choice of which stored manifest to read first.
+
+    Read at most every :data:`READER_AGE` seconds: a reader never trusts what it
+    reads beyond its ``seq`` (it catches up from the log or folds it), so a
+    policy a second old costs at worst one fold, never a wrong answer. Writers
+    and mends read the policy fresh (:func:`read_policy_file`).
+    """
+    key = str(path)
+    known = memory.get(key)
+    now = time.monotonic()
+    if known is not None and now - known[0] < READER_AGE:
+        return known[1]
+    policy = read_policy_file(path)
+    if len(memory) > 64:
+        memory.clear()
+    memory[key] = (now, policy)
     return policy
 
 
