@@ -353,7 +353,6 @@ class _Progress:
         self.watcher = watcher
         self.t0 = time.monotonic()
         self.last = 0.0
-        self.shown = False
 
     def tick(self, *, final: bool = False) -> None:
         w = self.watcher
@@ -370,7 +369,6 @@ class _Progress:
             + ("\n" if final else "")
         )
         self.ctx.err.flush()
-        self.shown = True
 
 
 def _banner(ctx: Context, args: argparse.Namespace, watcher: Watcher) -> str:
@@ -460,8 +458,7 @@ def cmd_watch(ctx: Context, args: argparse.Namespace) -> int:
         health.update(state="catching_up" if watcher.backlog else "live")
 
     def _caught_up() -> None:
-        if progress.shown:
-            progress.tick(final=True)
+        progress.tick(final=True)  # on a terminal: the catch-up's count and rate
         health.update(state="live")
 
     delivered = 0
