@@ -79,6 +79,6 @@ def row_consumer(root: Path, rounds: int) -> list[Row]:
             "target": "≤ 1.5×",
             "ok": ratio <= 1.5,
             "note": f"in-process watch(): {us(api_ours)} vs {us(api_base)} "
-            f"({api_ours / api_base:.2f}×); checkpoint journaled per event, a durable save per 50 ms",
+            f"({api_ours / api_base:.2f}×); a journal line per event, a durable save per 50 ms",
         }
     ]
