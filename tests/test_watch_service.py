@@ -24,10 +24,17 @@ from typing import Any
 
 import pytest
 
-from eventstore import FileLog, Layout, SceneVersionStore
+from eventstore import ConsumerBusy, FileLog, InvalidInput, Layout, SceneVersionStore
 from eventstore.filelog import checkpoints
 from projections import watch
 from projections.cli import build_parser
+from projections.watcher import (
+    consumer_status,
+    delete_consumer,
+    parked_events,
+    reset_consumer,
+    retry_parked,
+)
 from tests.helpers import BATCH, DEADLINE, REPO, child_env, scene, scenelog
 
 HANDLER = """#!{python}
@@ -257,6 +264,70 @@ def test_item1_bad_policy_usage_is_refused_at_start(root: Path, handler: Path) -
         result = scenelog(root, *args)
         assert result.returncode == 2, (args, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_item1_park_retry_reset_delete_on_every_backend(backend_root: str) -> None:
+    """The same management through the Python API, on files, memory:// and PostgreSQL."""
+    store = SceneVersionStore("show", 1, root=backend_root)
+    store.write_scene_candidate(BATCH, scene(BATCH, 3))
+    store.write_scene_candidate(BATCH, scene(BATCH, 4))
+    store.conform(BATCH, 2)
+    stop = threading.Event()
+    stop.set()
+    with watch("show", root=backend_root, consumer="api", start="beginning", stop=stop) as w:
+        for event in w:
+            if event.seq == 2:
+                w.park(event, exit_code=9, stderr=b"x" * 5000 + b"tail of the error")
+    (row,) = consumer_status("show", backend_root)
+    assert row["parked"] == 1 and row["lag"] == 0
+    (parked,) = parked_events("show", "api", backend_root)
+    assert parked["seq"] == 2 and parked["exit_code"] == 9
+    assert (
+        parked["stderr_tail"].endswith("tail of the error") and len(parked["stderr_tail"]) == 2048
+    )
+    seen: list[int] = []
+
+    def failing(event: dict[str, Any]) -> tuple[int | None, bytes]:
+        seen.append(event["seq"])
+        return 1, b"still broken"
+
+    assert retry_parked("show", "api", failing, backend_root) == (0, 1)
+    assert parked_events("show", "api", backend_root)[0]["attempts"] == 2
+    assert retry_parked("show", "api", lambda e: (0, b""), backend_root) == (1, 0)
+    assert seen == [2] and parked_events("show", "api", backend_root) == []
+
+    reset_consumer("show", "api", "beginning", backend_root)
+    assert consumer_status("show", backend_root)[0]["lag"] == 3
+    reset_consumer("show", "api", "now", backend_root)
+    assert consumer_status("show", backend_root)[0]["lag"] == 0
+    if backend_root.startswith("postgres"):
+        with pytest.raises(InvalidInput, match="not available on this backend"):
+            reset_consumer("show", "api", f"{BATCH}:1", backend_root)
+    else:
+        reset_consumer("show", "api", f"{BATCH}:1", backend_root)
+        assert consumer_status("show", backend_root)[0]["lag"] == 2
+        with watch("show", root=backend_root, consumer="api", stop=stop) as w:
+            assert [e.seq for e in w] == [2, 3]
+        with pytest.raises(InvalidInput):
+            reset_consumer("show", "api", f"{BATCH}:4", backend_root)
+    store.revert(BATCH, 1)  # one event due: the watcher below stops inside its claim
+    with watch("show", root=backend_root, consumer="api", stop=stop) as w:
+        assert next(w).seq == 4
+        with pytest.raises(ConsumerBusy):
+            delete_consumer("show", "api", backend_root)
+    # PostgreSQL frees a claim when the server sees its connection close, a moment
+    # after the watcher closed it (reported to the pglog owner): wait for that there.
+    _until(lambda: _deleted(backend_root))
+    assert consumer_status("show", backend_root) == []
+
+
+def _deleted(root: str) -> bool:
+    try:
+        delete_consumer("show", "api", root)
+    except ConsumerBusy:
+        assert root.startswith("postgres")
+        return False
+    return True
 
 
 # ── item 2: grouped durability ────────────────────────────────────────────────
