@@ -67,12 +67,13 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from eventstore.errors import BodyMissing, DamagedLog, RuleViolation, StoreIOError
 from eventstore.events import Appended, Event, decode_event, decode_lines, encode_event
-from eventstore.filelog import numbering, viewpolicy, views
+from eventstore.filelog import viewpolicy, views
 from eventstore.filelog.fsio import fsync_dir, os_errors, write_once
 from eventstore.filelog.paths import BatchPaths, Layout
 from eventstore.log import (
@@ -92,6 +93,9 @@ from eventstore.log import (
 from eventstore.manifest import Fold
 from eventstore.rules import at_problem
 from eventstore.scene import Scene, load_scene
+
+if TYPE_CHECKING:
+    from eventstore.filelog import numbering
 
 __all__ = [
     "FileLogCore",
@@ -281,6 +285,8 @@ class _FileSession(LogSession):
         return self._cached.fold
 
     def highest_body_version(self) -> int:
+        from eventstore.filelog import numbering  # writers only (issue 15: start-up)
+
         return numbering.highest_on_disk(self._paths, self._state.listings)
 
     def body_exists(self, name: str) -> bool:
