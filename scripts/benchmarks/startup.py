@@ -26,7 +26,7 @@ from .timing import us
 
 PROJECT = "bench_start"
 BATCH = "ep_001_BATCH_001"
-SAMPLES = 4  # processes of each kind per round
+SAMPLES = 8  # processes of each kind per round (whole processes swing: many samples)
 
 
 def _scenelog() -> list[str]:
