@@ -27,7 +27,7 @@ import pytest
 from eventstore import ConsumerBusy, FileLog, InvalidInput, Layout, SceneVersionStore
 from eventstore.filelog import checkpoints
 from projections import watch
-from projections.cli import build_parser
+from projections.cli import parse_command_line
 from projections.watcher import (
     consumer_status,
     delete_consumer,
@@ -586,9 +586,9 @@ def test_item6_documented_unit_file_runs_a_valid_watch_command() -> None:
     assert settings["Restart"] == "on-failure" and settings["KillMode"] == "mixed"
     argv = shlex.split(settings["ExecStart"].replace("%i", "boards"))
     assert Path(argv[0]).name == "scenelog" and argv[1] == "watch"
-    args = build_parser().parse_args(argv[1:])
+    args = parse_command_line(argv[1:])  # what `scenelog` itself does with this argv
     assert args.consumer == "boards" and args.health and args.on_error == "skip"
-    assert args.command_line[0] == "--"
+    assert args.command_line == ["--", "/opt/scenelog/handlers/boards.sh"]
     service = (REPO / "docs" / "SERVICE.md").read_text()
     for needed in ("scenelog-watch@.service", "--health", "--on-error", "power loss", "SIGTERM"):
         assert needed in service, needed

@@ -36,7 +36,7 @@ from projections.cli.context import Context
 from projections.cli.errors import UsageError, outcome
 from projections.cli.table import SUBCOMMANDS
 
-__all__ = ["build_parser", "cli", "main"]
+__all__ = ["build_parser", "cli", "main", "parse_command_line"]
 
 
 # ── the parser ───────────────────────────────────────────────────────────────
@@ -168,7 +168,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _parse(argv: list[str]) -> argparse.Namespace:
+def parse_command_line(argv: list[str]) -> argparse.Namespace:
     """The parsed command line; a handler's ``-- CMD ARGS`` is kept out of argparse.
 
     A command that runs a handler (``watch``, ``consumers retry``) has a
@@ -199,7 +199,7 @@ def cli(*argv: str, out: Any = None, err: Any = None) -> int:
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
     try:
-        args = _parse(list(argv))
+        args = parse_command_line(list(argv))
         if args.command is None:
             raise UsageError("a COMMAND is needed (see `scenelog --help`)")
         return int(args.run_command(Context(args, out, err), args))

@@ -47,7 +47,7 @@ from typing import Any
 
 from eventstore.events import utc_now
 from projections import render
-from projections.cli.context import Context, count_arg, json_flag
+from projections.cli.context import Context, count_arg, episode_arguments, episode_of, json_flag
 from projections.cli.errors import EXIT_NO, EXIT_OK, UsageError
 from projections.watcher import (
     Watcher,
@@ -110,7 +110,7 @@ def _seconds(text: str) -> float:
 def _handler_argument(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument(
         "command_line",  # not "handler": that is the subcommand's function
-        nargs=argparse.REMAINDER,
+        nargs="*",
         metavar="-- CMD ARGS",
         help=f"{what} (no shell); the event's JSON line is on its stdin and in the file "
         "$SCENELOG_EVENT_FILE, and in $SCENELOG_EVENT unless over 128 KiB (then "
@@ -121,7 +121,7 @@ def _handler_argument(p: argparse.ArgumentParser, what: str) -> None:
 
 def watch_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--type", type=_types, metavar="T,T", help="only these event types")
-    p.add_argument("--episode", metavar="EPISODE", help="only this episode's batches")
+    episode_arguments(p)
     p.add_argument(
         "--consumer", metavar="NAME", help="resume from (and checkpoint) this consumer's position"
     )
@@ -438,7 +438,7 @@ def cmd_watch(ctx: Context, args: argparse.Namespace) -> int:
         ctx.project,
         root=ctx.root,
         types=args.type,
-        episode=args.episode,
+        episode=episode_of(args),
         consumer=args.consumer,
         start=args.start,
         poll=args.poll,
