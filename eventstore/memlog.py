@@ -45,12 +45,10 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import socket
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
 from typing import Any, ClassVar
 
 import msgspec
@@ -63,7 +61,7 @@ from eventstore.errors import (
     RuleViolation,
     VersionBodyExists,
 )
-from eventstore.events import Appended, Event, encode_event, utc_now
+from eventstore.events import Event, encode_event, utc_now
 from eventstore.layout import validate_batch_id
 from eventstore.log import (
     DEFAULT_LOCK_TIMEOUT,
@@ -78,6 +76,7 @@ from eventstore.log import (
     mark_line,
 )
 from eventstore.manifest import Fold, Manifest
+from eventstore.rules import append_problem, body_version
 
 __all__ = ["MemoryLog"]
 
@@ -121,54 +120,6 @@ class _Batch:
         return self.head.seq > 0 or bool(self.bodies)
 
 
-_AT_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
-
-
-def _at_problem(event: Event) -> str | None:
-    """Why ``event.at`` is not a time a log may hold (None: it is); as the file session."""
-    at = event.at
-    if _AT_RE.fullmatch(at):
-        try:
-            datetime.fromisoformat(at[:-1])
-            return None
-        except ValueError:
-            pass
-    elif event.imported and isinstance(at, str):
-        # Carried over from a reference manifest: any ISO 8601 time with a zone.
-        text = at[:-1] + "+00:00" if at.endswith("Z") else at
-        try:
-            moment = datetime.fromisoformat(text)
-        except ValueError:
-            moment = None
-        if moment is not None and moment.utcoffset() is not None and len(text.split("-")[0]) == 4:
-            return None
-    return f"`at` {at!r} is not a UTC time of the form YYYY-MM-DDTHH:MM:SS.ffffffZ"
-
-
-def _append_problem(fold: Fold, event: Event, batch_id: str) -> str | None:
-    """What the file session would refuse about ``event`` after ``fold`` (None: nothing)."""
-    if event.batch_id != batch_id:
-        return f"it names batch {event.batch_id!r}"
-    if isinstance(event, Appended):
-        if fold.entry(event.version) is not None:
-            return f"v{event.version} is registered already"
-    elif fold.entry(event.version) is None:
-        return f"v{event.version} is not registered"
-    return _at_problem(event)
-
-
-def _body_version(batch_id: str, name: str) -> int | None:
-    """The version of a ``<batch>.vNNN.json`` body name; None for any other name."""
-    prefix = batch_id + ".v"
-    if not (name.startswith(prefix) and name.endswith(".json")):
-        return None
-    digits = name[len(prefix) : -len(".json")]
-    if len(digits) < 3 or not digits.isascii() or not digits.isdigit():
-        return None
-    version = int(digits)
-    return version if f"{version:03d}" == digits and version >= 1 else None
-
-
 class _MemorySession(LogSession):
     def __init__(self, log: MemoryLog, batch: _Batch) -> None:
         self._log = log
@@ -204,7 +155,7 @@ class _MemorySession(LogSession):
                     batch_id=self.batch_id,
                 )
             bodies[name] = bytes(data)
-            self._batch.highest = max(self._batch.highest, _body_version(self.batch_id, name) or 0)
+            self._batch.highest = max(self._batch.highest, body_version(self.batch_id, name) or 0)
 
     def append(self, events: Sequence[Event]) -> list[Event]:
         """Check every event against a copy of the fold, then store them all at once."""
@@ -221,7 +172,7 @@ class _MemorySession(LogSession):
             seq += 1
             remaining -= 1
             event = msgspec.structs.replace(draft, seq=seq, prev=prev)
-            problem = _append_problem(work, event, self.batch_id)
+            problem = append_problem(work, event, self.batch_id)
             if problem is not None:
                 raise RuleViolation(
                     f"batch {self.batch_id}: refusing to append {event.type} v{event.version} "
@@ -417,7 +368,7 @@ class MemoryLog(EventLog):
         return found
 
     def _check_body_name(self, batch_id: str, name: str) -> None:
-        if name != f"{batch_id}.json" and _body_version(batch_id, name) is None:
+        if name != f"{batch_id}.json" and body_version(batch_id, name) is None:
             raise InvalidInput(
                 f"artifact {name!r} does not belong to batch {batch_id}",
                 value=name,
@@ -520,7 +471,7 @@ class MemoryLog(EventLog):
         for batch in sorted(list(self._batches.values()), key=lambda b: b.batch_id):
             if batch.head.seq or not batch.batch_id.startswith(prefix):
                 continue
-            names = sorted(n for n in list(batch.bodies) if _body_version(batch.batch_id, n))
+            names = sorted(n for n in list(batch.bodies) if body_version(batch.batch_id, n))
             if names:
                 found.append(
                     Stray(batch.batch_id, "bodies", self.where(batch.batch_id), tuple(names))

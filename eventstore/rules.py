@@ -21,8 +21,10 @@ __all__ = [
     "DOWNSTREAMS",
     "KINDS",
     "STATES",
+    "append_problem",
     "at_problem",
     "body_name",
+    "body_version",
     "check_choice",
     "check_event",
     "check_expected_seq",
@@ -44,6 +46,19 @@ def flat_name(batch_id: str) -> str:
 def body_name(batch_id: str, version: int) -> str:
     """The artifact name of the body of ``version``: ``BATCH.vNNN.json`` (3+ digits)."""
     return f"{batch_id}.v{version:03d}.json"
+
+
+def body_version(batch_id: str, name: str) -> int | None:
+    """The version of a body named as :func:`body_name` names it; None for any other name."""
+    prefix = batch_id + ".v"
+    if not (name.startswith(prefix) and name.endswith(".json")):
+        return None
+    digits = name[len(prefix) : -len(".json")]
+    if len(digits) < 3 or not digits.isascii() or not digits.isdigit():
+        return None
+    version = int(digits)
+    # v1000 follows v999; "v0001" is not a name this store writes.
+    return version if f"{version:03d}" == digits and version >= 1 else None
 
 
 def _check_appended(fold: Fold, event: Appended, flat_name: str) -> str | None:
@@ -182,3 +197,19 @@ def at_problem(event: Event) -> str | None:
         if moment is not None and moment.utcoffset() is not None and len(text.split("-")[0]) == 4:
             return None
     return f"`at` {at!r} is not a UTC time of the form YYYY-MM-DDTHH:MM:SS.ffffffZ"
+
+
+def append_problem(fold: Fold, event: Event, batch_id: str) -> str | None:
+    """What a log session refuses about ``event`` after ``fold`` (None: nothing).
+
+    Item 3: every backend's session runs this on each event of a command
+    before storing any of them, so a refused command stores nothing.
+    """
+    if event.batch_id != batch_id:
+        return f"it names batch {event.batch_id!r}"
+    if isinstance(event, Appended):
+        if fold.entry(event.version) is not None:
+            return f"v{event.version} is registered already"
+    elif fold.entry(event.version) is None:
+        return f"v{event.version} is not registered"
+    return at_problem(event)

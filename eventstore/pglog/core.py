@@ -69,7 +69,7 @@ from eventstore.errors import (
     StoreIOError,
     VersionBodyExists,
 )
-from eventstore.events import Appended, Event, decode_event, decode_lines, encode_event
+from eventstore.events import Event, decode_event, decode_lines, encode_event
 from eventstore.log import (
     DEFAULT_LOCK_TIMEOUT,
     EventLog,
@@ -82,6 +82,7 @@ from eventstore.log import (
 from eventstore.manifest import Fold
 from eventstore.pglog.errors import DatabaseUnavailable, OutcomeUnknown, SchemaMissing
 from eventstore.pglog.schema import SCHEMA_VERSION
+from eventstore.rules import append_problem, body_version
 
 if TYPE_CHECKING:
     import psycopg
@@ -193,22 +194,10 @@ def _episode_of(batch_id: str) -> str:
     return match.group(1)
 
 
-def _body_version(batch_id: str, name: str) -> int | None:
-    """The version of a ``<batch>.vNNN.json`` body name; None for any other name."""
-    prefix = batch_id + ".v"
-    if not (name.startswith(prefix) and name.endswith(".json")):
-        return None
-    digits = name[len(prefix) : -len(".json")]
-    if len(digits) < 3 or not digits.isascii() or not digits.isdigit():
-        return None
-    version = int(digits)
-    return version if f"{version:03d}" == digits and version >= 1 else None
-
-
 def _check_body_name(batch_id: str, name: str) -> int | None:
     if name == f"{batch_id}.json":
         return None
-    version = _body_version(batch_id, name)
+    version = body_version(batch_id, name)
     if version is None:
         raise InvalidInput(
             f"artifact {name!r} does not belong to batch {batch_id}", value=name, batch_id=batch_id
@@ -431,24 +420,6 @@ class _Cached:
         return self.fold.seq
 
 
-def _at_problem(event: Event) -> str | None:
-    from eventstore.filelog.core import _at_problem as problem
-
-    return problem(event)
-
-
-def _append_problem(fold: Fold, event: Event, batch_id: str) -> str | None:
-    """What the file session would refuse about ``event`` after ``fold`` (None: nothing)."""
-    if event.batch_id != batch_id:
-        return f"it names batch {event.batch_id!r}"
-    if isinstance(event, Appended):
-        if fold.entry(event.version) is not None:
-            return f"v{event.version} is registered already"
-    elif fold.entry(event.version) is None:
-        return f"v{event.version} is not registered"
-    return _at_problem(event)
-
-
 _INSERT_EVENTS = """
 INSERT INTO scenelog_events (project, batch_id, seq, event_id, line)
 SELECT %s, %s, s, e, l FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS t(s, e, l)
@@ -611,7 +582,7 @@ class _PgSession(LogSession):
             seq += 1
             remaining -= 1
             event = msgspec.structs.replace(draft, seq=seq, prev=prev)
-            problem = _append_problem(fold, event, self.batch_id)
+            problem = append_problem(fold, event, self.batch_id)
             if problem is not None:
                 self.rollback()
                 raise RuleViolation(
