@@ -30,7 +30,9 @@ Invariants:
 - One holder per consumer name at a time: :func:`claim` holds an exclusive
   ``flock`` on ``<name>.lock`` and writes its host and pid into it; a second
   claim raises ConsumerBusy naming the holder. The kernel drops the lock when
-  the holder dies, so a crashed watcher never blocks the next. (``flock`` is
+  the holder dies, so a crashed watcher never blocks the next. The journal a
+  process appends to is closed when its claim ends (another process may
+  then remove it): the next claim's first journaled save starts a new one. (``flock`` is
   not shared between NFS clients on every setup: run a consumer's watchers
   on one host.)
 - Consumer names are validated before any path is built.
@@ -142,11 +144,16 @@ def _journal_last(path: Path, base: bytes) -> bytes | None:
     return None
 
 
-def _drop_journal(path: Path) -> None:
+def _close_journal(path: Path) -> None:
+    """Stop appending to the journal at ``path`` (the file stays)."""
     with _journals_guard:
         found = _journals.pop(_key(path), None)
     if found is not None:
         os.close(found[0])
+
+
+def _drop_journal(path: Path) -> None:
+    _close_journal(path)
     with contextlib.suppress(FileNotFoundError, NotADirectoryError):
         path.unlink()
 
@@ -324,12 +331,18 @@ def claim(layout: Layout, consumer: str) -> Iterator[None]:
                 path=str(path),
                 errno_code=e.errno,
             ) from e
-        # Written after the lock is ours: a claim that lost the race reads it.
-        me = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": utc_now()})
-        with os_errors(path, "write"):
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, me.encode() + b"\n", 0)
-        yield
+        try:
+            # Written after the lock is ours: a claim that lost the race reads it.
+            me = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": utc_now()})
+            with os_errors(path, "write"):
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, me.encode() + b"\n", 0)
+            yield
+        finally:
+            # The journal this claim appended to is its own: once the claim ends,
+            # another process may remove or restart it, so a later claim here
+            # starts a journal afresh (never appends to a removed file).
+            _close_journal(_path(layout, consumer, ".journal"))
     finally:
         os.close(fd)  # drops the flock
 
