@@ -51,17 +51,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
-import msgspec
-
 from eventstore.errors import (
     BodyMissing,
     ConsumerBusy,
     InvalidInput,
     LockTimeout,
-    RuleViolation,
     VersionBodyExists,
 )
-from eventstore.events import Event, encode_event, utc_now
+from eventstore.events import Event, utc_now
 from eventstore.layout import validate_batch_id
 from eventstore.log import (
     DEFAULT_LOCK_TIMEOUT,
@@ -72,11 +69,9 @@ from eventstore.log import (
     LogSession,
     RawLog,
     Stray,
-    line_hash,
-    mark_line,
 )
 from eventstore.manifest import Fold, Manifest
-from eventstore.rules import append_problem, body_version
+from eventstore.rules import body_version, seal_command
 
 __all__ = ["MemoryLog"]
 
@@ -163,31 +158,8 @@ class _MemorySession(LogSession):
             return []
         batch = self._batch
         work = self._fold.copy()  # checked on a copy: a refused command changes nothing
-        prev = batch.head.hash
-        seq = work.seq
-        remaining = len(events)
-        committed: list[Event] = []
-        lines: list[bytes] = []
-        for draft in events:
-            seq += 1
-            remaining -= 1
-            event = msgspec.structs.replace(draft, seq=seq, prev=prev)
-            problem = append_problem(work, event, self.batch_id)
-            if problem is not None:
-                raise RuleViolation(
-                    f"batch {self.batch_id}: refusing to append {event.type} v{event.version} "
-                    f"as seq {event.seq}: {problem}; nothing was written",
-                    batch_id=self.batch_id,
-                    seq=event.seq,
-                )
-            work.apply(event)
-            line = encode_event(event)
-            if remaining:
-                line = mark_line(line, remaining)
-            prev = line_hash(line)
-            committed.append(event)
-            lines.append(line)
-        self._log._commit(batch, committed, lines, work, Head(seq, prev))
+        committed, lines, prev = seal_command(work, events, self.batch_id, batch.head.hash)
+        self._log._commit(batch, committed, lines, work, Head(work.seq, prev))
         self._fold.apply_all(committed)
         return committed
 

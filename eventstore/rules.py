@@ -11,10 +11,14 @@ so the rules about how states are born do not apply to them.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import datetime
 
-from eventstore.errors import InvalidInput
-from eventstore.events import Appended, Conformed, Derived, Event, Reverted
+import msgspec
+
+from eventstore.errors import InvalidInput, RuleViolation
+from eventstore.events import Appended, Conformed, Derived, Event, Reverted, encode_event
+from eventstore.log import line_hash, mark_line
 from eventstore.manifest import Fold
 
 __all__ = [
@@ -31,6 +35,7 @@ __all__ = [
     "check_parent",
     "check_text",
     "flat_name",
+    "seal_command",
 ]
 
 KINDS = ("pickup", "reshoot")
@@ -213,3 +218,41 @@ def append_problem(fold: Fold, event: Event, batch_id: str) -> str | None:
     elif fold.entry(event.version) is None:
         return f"v{event.version} is not registered"
     return at_problem(event)
+
+
+def seal_command(
+    fold: Fold, drafts: Sequence[Event], batch_id: str, prev: str | None
+) -> tuple[list[Event], list[bytes], str | None]:
+    """One command's events as a log stores them, each checked (item 3, R19, R24).
+
+    Each draft gets its seq (after ``fold.seq``) and ``prev`` (the hash of the
+    line before it; ``prev`` for the first), is checked by
+    :func:`append_problem` and folded into ``fold`` (give a copy: a refused
+    command must leave the caller's state alone). Returns the events, their
+    lines (``more`` marks included) and the hash of the last line.
+    RuleViolation for the first event refused: the caller writes nothing.
+    """
+    committed: list[Event] = []
+    lines: list[bytes] = []
+    seq = fold.seq
+    remaining = len(drafts)
+    for draft in drafts:
+        seq += 1
+        remaining -= 1
+        event = msgspec.structs.replace(draft, seq=seq, prev=prev)
+        problem = append_problem(fold, event, batch_id)
+        if problem is not None:
+            raise RuleViolation(
+                f"batch {batch_id}: refusing to append {event.type} v{event.version} as "
+                f"seq {event.seq}: {problem}; nothing was written",
+                batch_id=batch_id,
+                seq=event.seq,
+            )
+        fold.apply(event)
+        line = encode_event(event)
+        if remaining:
+            line = mark_line(line, remaining)
+        prev = line_hash(line)
+        committed.append(event)
+        lines.append(line)
+    return committed, lines, prev

@@ -69,7 +69,7 @@ from eventstore.errors import (
     StoreIOError,
     VersionBodyExists,
 )
-from eventstore.events import Event, decode_event, decode_lines, encode_event
+from eventstore.events import Event, decode_event, decode_lines
 from eventstore.log import (
     DEFAULT_LOCK_TIMEOUT,
     EventLog,
@@ -77,12 +77,11 @@ from eventstore.log import (
     LogSession,
     RawLog,
     line_hash,
-    mark_line,
 )
 from eventstore.manifest import Fold
 from eventstore.pglog.errors import DatabaseUnavailable, OutcomeUnknown, SchemaMissing
 from eventstore.pglog.schema import SCHEMA_VERSION
-from eventstore.rules import append_problem, body_version
+from eventstore.rules import body_version, seal_command
 
 if TYPE_CHECKING:
     import psycopg
@@ -573,31 +572,13 @@ class _PgSession(LogSession):
             self._reopen()
         cached = self._cached
         fold = cached.fold.copy()
+        try:
+            committed, encoded, prev = seal_command(fold, events, self.batch_id, cached.last_hash)
+        except RuleViolation:
+            self.rollback()
+            raise
         seq = fold.seq
-        prev = cached.last_hash
-        remaining = len(events)
-        committed: list[Event] = []
-        lines: list[str] = []
-        for draft in events:
-            seq += 1
-            remaining -= 1
-            event = msgspec.structs.replace(draft, seq=seq, prev=prev)
-            problem = append_problem(fold, event, self.batch_id)
-            if problem is not None:
-                self.rollback()
-                raise RuleViolation(
-                    f"batch {self.batch_id}: refusing to append {event.type} v{event.version} as "
-                    f"seq {event.seq}: {problem}; nothing was written",
-                    batch_id=self.batch_id,
-                    seq=event.seq,
-                )
-            fold.apply(event)
-            line = encode_event(event)
-            if remaining:
-                line = mark_line(line, remaining)
-            prev = line_hash(line)
-            committed.append(event)
-            lines.append(line.decode())
+        lines = [line.decode() for line in encoded]
         conn = self._conn
         project = self._log.project
         ids = [e.event_id for e in committed]
