@@ -19,6 +19,7 @@ from pathlib import Path
 from .append import row_candidates, row_single_append, single_append_seconds
 from .consumer import row_consumer
 from .contention import row_contended
+from .http import row_http
 from .peers import row_peer
 from .policy import row_policy_append, row_policy_contended, row_policy_manifest
 from .postgres import row_postgres
@@ -70,6 +71,7 @@ STEPS: tuple[Step, ...] = (
     Step("policy-manifest", lambda ctx: row_policy_manifest(ctx.root, ctx.rounds)),
     Step("startup", lambda ctx: row_startup(ctx.root, ctx.rounds)),
     Step("postgres", lambda ctx: row_postgres(ctx.root, max(1, ctx.rounds // 3))),
+    Step("http", lambda ctx: row_http(ctx.root, ctx.rounds)),
 )
 
 
