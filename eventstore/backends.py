@@ -46,8 +46,8 @@ def open_backend(project: str, root: str | os.PathLike[str] | None = None) -> Ev
         return open_pg(text, project)
     if "://" in text and not text.startswith("file://"):
         raise InvalidInput(
-            f"unknown root {text.split('://', 1)[0]}://…: use a folder, file:///folder or "
-            "memory://NAME",
+            f"unknown root {text.split('://', 1)[0]}://…: use a folder, file:///folder, "
+            "postgresql://… or memory://NAME",
             value=text.split("://", 1)[0],
         )
     if text.startswith("file://"):

@@ -83,8 +83,9 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     group.add_argument(
         "--root",
         default=default,
-        metavar="DIR",
-        help="folder holding the projects (default: $SCENELOG_ROOT, else cwd)",
+        metavar="ROOT",
+        help="where the projects live: a folder (or file:///folder), postgresql://… or "
+        "memory://NAME (default: $SCENELOG_ROOT, else cwd)",
     )
     group.add_argument(
         "--project", default=default, metavar="NAME", help="the show (default: $SCENELOG_PROJECT)"
