@@ -43,6 +43,7 @@ that dies loses the whole store.
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import socket
@@ -175,10 +176,24 @@ class _MemoryFeed(Feed):
         warn: Callable[[str], None] | None,
     ) -> None:
         self._log = log
-        self._positions = positions
+        self._positions: dict[str, tuple[int, str | None]] = {}
+        # Each batch's entry of ``position``, encoded when it moves, and the batch ids
+        # in order: an item's position is one join, not an encoding of every batch.
+        self._entries: dict[str, str] = {}
+        self._order: list[str] = []
+        for batch_id, (seq, event_id) in positions.items():
+            self._move(batch_id, seq, event_id)
         self._prefix = None if episode is None else episode + "_"
         self._warn = warn
         self._seen = -1  # the log's commit count when last read
+
+    def _move(self, batch_id: str, seq: int, event_id: str | None) -> None:
+        if batch_id not in self._positions:
+            bisect.insort(self._order, batch_id)
+        self._positions[batch_id] = (seq, event_id)
+        self._entries[batch_id] = (
+            f"{json.dumps(batch_id)}:{json.dumps([seq, event_id], separators=(',', ':'))}"
+        )
 
     def _batches(self) -> list[_Batch]:
         found = list(self._log._batches.values())
@@ -203,7 +218,7 @@ class _MemoryFeed(Feed):
                 f"longer holds seq {seq} (event {event_id}) that this feed last delivered "
                 "(reset or recreated?); delivering its events again from seq 1"
             )
-        self._positions[batch.batch_id] = (0, None)
+        self._move(batch.batch_id, 0, None)
         return 0
 
     def read(self) -> list[FeedItem]:
@@ -218,7 +233,7 @@ class _MemoryFeed(Feed):
         items: list[FeedItem] = []
         for _stamp, seq, batch in found:
             event = batch.events[seq - 1]
-            self._positions[batch.batch_id] = (seq, event.event_id)
+            self._move(batch.batch_id, seq, event.event_id)
             items.append(FeedItem(batch.batch_id, event, self.position))
         return items
 
@@ -230,10 +245,8 @@ class _MemoryFeed(Feed):
 
     @property
     def position(self) -> str:
-        return json.dumps(
-            {b: [seq, event_id] for b, (seq, event_id) in sorted(self._positions.items())},
-            separators=(",", ":"),
-        )
+        entries = self._entries
+        return "{" + ",".join([entries[b] for b in self._order]) + "}"
 
     def lag(self) -> int:
         lag = 0
