@@ -149,7 +149,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     )
     _global_options(parser, suppress=False)
     parser.add_argument("--version", action=_VersionAction, help="print the version")
-    words = set(argv or ())
+    words = set(_own_words(argv or ()))
     named = set() if words & {"-h", "--help"} else {name for name, *_ in SUBCOMMANDS} & words
     subs = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, summary, example, add_arguments, handler in SUBCOMMANDS:
@@ -167,6 +167,11 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         # Not ``handler``: a command may name an argument so (watch's `-- CMD ARGS`).
         p.set_defaults(run_command=handler)
     return parser
+
+
+def _own_words(argv: Sequence[str]) -> Sequence[str]:
+    """The words of ``argv`` that are scenelog's: a handler's ``-- CMD ARGS`` are not."""
+    return argv[: argv.index("--")] if "--" in argv else argv
 
 
 def parse_command_line(argv: list[str]) -> argparse.Namespace:
@@ -206,7 +211,7 @@ def cli(*argv: str, out: Any = None, err: Any = None) -> int:
         return int(args.run_command(Context(args, out, err), args))
     except (Exception, KeyboardInterrupt) as e:
         result = outcome(e)
-        if result.traceback and "--debug" in argv:
+        if result.traceback and "--debug" in _own_words(argv):
             import traceback  # only with --debug (issue 15: start-up)
 
             traceback.print_exc(file=err)
