@@ -185,7 +185,7 @@ def _out_of_order(run: list[tuple[str, int, str]], batches: list[str]) -> str:
 
 
 def _with_xids(url: str, run: list[tuple[str, int, str]], batches: list[str]) -> str:
-    """``run`` as ``batch:seq@xid/position`` (what the feed orders by), for a failure message."""
+    """Around ``run``'s first break: ``batch:seq@xid/position`` (the feed's order); for messages."""
     import psycopg
 
     with psycopg.connect(url) as conn:
@@ -195,7 +195,15 @@ def _with_xids(url: str, run: list[tuple[str, int, str]], batches: list[str]) ->
             (batches,),
         ).fetchall()
     at = {(str(r[0]), int(r[1])): f"{r[2]}/{r[3]}" for r in rows}
-    return " ".join(f"{b[-3:]}:{seq}@{at.get((b, seq))}" for (b, seq, _id) in run)
+    last: dict[str, int] = {}
+    first_break = 0
+    for i, (b, seq, _id) in enumerate(run):  # show 20 deliveries either side of the first break
+        if b in last and seq != last[b] + 1:
+            first_break = i
+            break
+        last[b] = seq
+    window = run[max(0, first_break - 20) : first_break + 20]
+    return " ".join(f"{b[-3:]}:{seq}@{at.get((b, seq))}" for (b, seq, _id) in window)
 
 
 def test_gap_four_writers_on_four_batches_for_ten_seconds_while_a_watcher_follows(
