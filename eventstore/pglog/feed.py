@@ -57,11 +57,11 @@ _BATCH_ROWS = 5000
 _MAX_POSITION = 2**63 - 1
 
 _READ_SQL = """
-SELECT xid::text, position, batch_id, line FROM scenelog_events
+SELECT xid::text AS xid_text, position, batch_id, line FROM scenelog_events
 WHERE project = %s AND (xid, position) > (%s::text::xid8, %s)
   AND xid < pg_snapshot_xmin(pg_current_snapshot())
   {also}
-ORDER BY xid, position
+ORDER BY scenelog_events.xid, position
 LIMIT %s
 """
 _LAG_SQL = """
