@@ -220,4 +220,23 @@ has: jobs of one batch are serialized by the pipeline anyway.
 **8a (append vs eventsourcing + SQLite)** swings around 1× between runs
 (0.8–1.7×): SQLite in WAL mode pays one fsync per transaction like us, and the
 view rewrite of row 1 is what decides it.
+
+## Earlier rows against the previous run (2026-11-26), and this disk
+
+Rows 1, 3a, 3c and 8a read worse than the previous run by more than 10%
+(row 1 2.22× → 3.86×, 3a 0.44× → 0.27×, 3c 1.95× → 1.43×; 8a divides row 1's
+figure); 2b, 4 and 6 are within 10% or better. The code on their path did not
+get slower: the same rows run alternately from the tree before issue 15
+(commit 9b9bf55) and from this one, minutes apart, gave row 1 11.05× / 7.74×
+(before) against 6.40× / 6.95× (now), 3a 0.14× / 0.12× against 0.10× / 0.36×,
+and row 6 2.44× / 2.46× against 2.50× / 2.44×; and row 9a, which is row 1's
+command measured again later in this same run, reads 2.56×. What swings is
+the price of the view swap under `sync` — an inode created and removed, and
+the metadata the log's fsync then commits — on a disk other sessions share:
+a file creation costs ~16 µs in /var/tmp and ~780 µs in /tmp on this machine
+today (a full ext4 inode group; this run was made with `TMPDIR=/var/tmp` for
+that reason). Under `lazy`/`off` (rows 9b, 9c, 10) the swing is much smaller.
+Per command, with fsync stubbed out, `store.conform` costs ~97 µs of Python
+against the primitive's ~6 µs (profile in 9b/9c above); the per-command
+syscalls are 8 stat, 3 open, 7 fstat, 2 lockf, a write, a pread, a pwrite.
 """
