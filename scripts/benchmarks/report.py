@@ -169,8 +169,9 @@ fd and the lock open across commands of one process), not in the view code.
 
 **10 (4 processes on one batch under `lazy`; target 0.8×).** Without the view
 swap the lock is held ~100 µs shorter per command, and the row moves from
-~0.3–0.45× (row 3a) to 0.55–0.9× between runs (0.57× against 0.27× in this one); what is left is the same per-command
-Python as 9b, held under the lock, and four processes sharing two cores.
+~0.3–0.45× (row 3a) to 0.55–0.9× between runs (0.57× against 0.27× in this
+one); what is left is the same per-command Python as 9b, held under the lock,
+and four processes sharing two cores.
 
 **8c (lazy append vs eventsourcing + SQLite; target ≤ 0.75×).** SQLite in WAL
 mode pays one sync per transaction like us; its per-save Python is smaller
