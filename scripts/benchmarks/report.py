@@ -218,6 +218,16 @@ the row reaches ~0.65–0.7×. Four processes on two cores also preempt a lock
 holder. Contention on different batches scales (3c), which is the case a farm
 has: jobs of one batch are serialized by the pipeline anyway.
 
+**13c (PostgreSQL, 4 processes × 4 batches against eventsourcing's recorder;
+target ≥ 1.5×)** read 1.17× in this full run and 2.30× in a `--only postgres`
+run of the same code earlier the same day (1,153/s against 502/s). Both sides
+are CPU-bound here: 4 writer processes, the PostgreSQL server and the
+recorder's processes share 2 cores, and an append costs about 0.45 ms of client
+Python and 0.35 ms of server time (FACTS), not fsync. The recorder serializes
+every insert with `LOCK TABLE … IN EXCLUSIVE MODE`, so it gains least from the
+second core; how much we gain depends on what else runs. Not profiled in this
+round: the figure is reported as a miss.
+
 **8a (append vs eventsourcing + SQLite)** swings around 1× between runs
 (0.8–1.7×): SQLite in WAL mode pays one fsync per transaction like us, and the
 view rewrite of row 1 is what decides it.
