@@ -71,8 +71,8 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from eventstore.errors import BodyMissing, DamagedLog, RuleViolation, StoreIOError
-from eventstore.events import Appended, Event, decode_event, decode_lines, encode_event
+from eventstore.errors import BodyMissing, DamagedLog, StoreIOError
+from eventstore.events import Event, decode_event, decode_lines
 from eventstore.filelog import viewpolicy, views
 from eventstore.filelog.fsio import fsync_dir, os_errors, write_once
 from eventstore.filelog.paths import BatchPaths, Layout
@@ -86,12 +86,11 @@ from eventstore.log import (
     _more,
     command_more,
     line_hash,
-    mark_line,
     split_committed,
     split_complete,
 )
 from eventstore.manifest import Fold
-from eventstore.rules import at_problem
+from eventstore.rules import seal_command
 from eventstore.scene import Scene, load_scene
 
 if TYPE_CHECKING:
@@ -247,7 +246,6 @@ class _State:
 
 # The ``at`` check is one rule for every backend (eventstore.rules); the alias
 # serves eventstore.pglog until it imports it from there.
-_at_problem = at_problem
 
 
 class _FileSession(LogSession):
@@ -350,24 +348,10 @@ class _FileSession(LogSession):
             return []
         cached = self._cached
         fold = cached.fold
-        seq = fold.seq
-        prev = cached.last_hash
-        remaining = len(events)
-        committed: list[Event] = []
-        lines: list[bytes] = []
         try:
-            for draft in events:
-                seq += 1
-                remaining -= 1
-                event = msgspec.structs.replace(draft, seq=seq, prev=prev)
-                self._validate(fold, event)
-                fold.apply(event)
-                line = encode_event(event)
-                if remaining:
-                    line = mark_line(line, remaining)
-                prev = line_hash(line)
-                committed.append(event)
-                lines.append(line)
+            # Numbered, checked (item 3) and folded into the cached fold in place: on
+            # a refusal or a failed write the session reloads its state from the file.
+            committed, lines, prev = seal_command(fold, events, self.batch_id, cached.last_hash)
             data = b"\n".join(lines) + b"\n"
             self._write(data, cached.offset)
         except BaseException:
@@ -377,7 +361,7 @@ class _FileSession(LogSession):
         cached.last_hash = prev
         cached.lines += len(committed)
         if prev is not None:
-            self._head = (seq, prev)
+            self._head = (fold.seq, prev)
         self._keep_views(fold)
         return committed
 
@@ -406,27 +390,6 @@ class _FileSession(LogSession):
             with contextlib.suppress(OSError):  # a view left behind is caught up by readers
                 os.unlink(self._paths.view)
             self.view_present = False
-
-    def _validate(self, fold: Fold, event: Event) -> None:
-        """Item 3: an event the fold would refuse, or a bad ``at``, is never written."""
-        if event.batch_id != self.batch_id:
-            problem: str | None = f"it names batch {event.batch_id!r}"
-        elif isinstance(event, Appended):
-            problem = (
-                f"v{event.version} is registered already" if fold.entry(event.version) else None
-            )
-        elif fold.entry(event.version) is None:
-            problem = f"v{event.version} is not registered"
-        else:
-            problem = None
-        problem = problem or at_problem(event)
-        if problem is not None:
-            raise RuleViolation(
-                f"batch {self.batch_id}: refusing to append {event.type} v{event.version} as "
-                f"seq {event.seq}: {problem}; nothing was written",
-                batch_id=self.batch_id,
-                seq=event.seq,
-            )
 
     def _reload(self) -> None:
         """After a refused or failed append: the state is the file's again.

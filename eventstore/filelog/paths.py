@@ -23,6 +23,7 @@ from eventstore.layout import (
     validate_batch_id,
     validate_project,
 )
+from eventstore.rules import body_version
 
 __all__ = ["BatchPaths", "Layout"]
 
@@ -71,7 +72,7 @@ class BatchPaths:
 
     def artifact(self, name: str) -> Path:
         """The path of an artifact named in the log; only this batch's names pass."""
-        if name != self.flat.name and _body_version(self.batch_id, name) is None:
+        if name != self.flat.name and body_version(self.batch_id, name) is None:
             raise InvalidInput(
                 f"artifact {_shown(name)} does not belong to batch {self.batch_id}",
                 value=name,
@@ -81,15 +82,15 @@ class BatchPaths:
 
     def is_body_name(self, name: str) -> bool:
         """Whether ``name`` is a ``vNNN`` body name of this batch."""
-        return _body_version(self.batch_id, name) is not None
+        return body_version(self.batch_id, name) is not None
 
-    def highest_body_version(self) -> int:
+    def highestbody_version(self) -> int:
         """The highest ``vNNN`` body of this batch on disk (0 if none)."""
         best = 0
         try:
             with os.scandir(self.scenes_dir) as entries:
                 for entry in entries:
-                    version = _body_version(self.batch_id, entry.name)
+                    version = body_version(self.batch_id, entry.name)
                     if version is not None and version > best:
                         best = version
         except FileNotFoundError:
@@ -100,18 +101,6 @@ class BatchPaths:
 @functools.lru_cache(maxsize=4096)
 def _batch_paths(layout: Layout, batch_id: str) -> BatchPaths:
     return BatchPaths(batch_id, layout.scenes_dir(batch_episode(batch_id)))
-
-
-def _body_version(batch_id: str, name: str) -> int | None:
-    prefix = batch_id + ".v"
-    if not (name.startswith(prefix) and name.endswith(".json")):
-        return None
-    digits = name[len(prefix) : -len(".json")]
-    if len(digits) < 3 or not digits.isascii() or not digits.isdigit():
-        return None
-    version = int(digits)
-    # v1000 follows v999; "v0001" is not a name this store writes.
-    return version if f"{version:03d}" == digits and version >= 1 else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ from eventstore import DamagedStore, Event, Scene, structure_fingerprint
 from eventstore.events import Appended, decode_event
 from eventstore.log import EventLog, RawLog, command_more, line_hash
 from eventstore.manifest import Fold, Manifest, decode_manifest
-from eventstore.rules import check_event
+from eventstore.rules import body_version, check_event
 from projections.verify.report import (
     IN_FLIGHT_CHECKS,
     MAX_BODY_BYTES,
@@ -36,14 +36,6 @@ from projections.verify.report import (
 )
 
 __all__ = ["BatchCheck"]
-
-
-def _body_version(batch_id: str, name: str) -> int | None:
-    prefix = batch_id + ".v"
-    if not (name.startswith(prefix) and name.endswith(".json")):
-        return None
-    digits = name[len(prefix) : -len(".json")]
-    return int(digits) if digits.isascii() and digits.isdigit() else None
 
 
 def _decode_view(data: bytes | None) -> Manifest | None:
@@ -188,8 +180,7 @@ class BatchCheck:
         orphans = [
             (version, name)
             for name in self.listing
-            if name not in referenced
-            and (version := _body_version(self.batch_id, name)) is not None
+            if name not in referenced and (version := body_version(self.batch_id, name)) is not None
         ]
         # Only the newest body above the log's last version can belong to a command in
         # flight: the writer numbers it under the lock, and the next one numbers above it.
