@@ -915,6 +915,18 @@ class EventLogContract:
         with other.claim("boards"):  # released with the with-block
             pass
 
+    def test_item1_a_released_claim_is_free_at_once_every_time(self, tmp_path: Path) -> None:
+        # Two holders taking turns with no pause between them: the release
+        # must be complete when the with-block ends, not some time after.
+        log = self.make_log(tmp_path)
+        commit(log, appended(1))
+        other = self.make_log(tmp_path)
+        for _ in range(60):
+            with log.claim("boards"):
+                pass
+            with other.claim("boards"):
+                pass
+
     def test_item1_a_claim_dies_with_its_process(self, tmp_path: Path) -> None:
         if not self.processes:
             pytest.skip("this backend's storage lives in one process")

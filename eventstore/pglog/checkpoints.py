@@ -71,9 +71,11 @@ def claim(log: PgLogCore, consumer: str) -> Iterator[None]:
     """Hold ``consumer`` exclusively across every host using the database."""
     key = log.key("consumer", consumer)
     conn = log.connections.dedicated(application_name=_application_name("watch"))
+    held = False
     try:
         row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
-        if not (row and row[0]):
+        held = bool(row and row[0])
+        if not held:
             holder = lock_holder(conn, key)
             raise ConsumerBusy(
                 f"consumer {consumer!r} of project {log.project} at {log.label} is in use by "
@@ -84,4 +86,13 @@ def claim(log: PgLogCore, consumer: str) -> Iterator[None]:
             )
         yield
     finally:
-        conn.close()  # the server releases the session lock with the connection
+        # Unlock before closing: a closed socket is released by the server only
+        # when its backend process notices, so a claim made right after this
+        # block would otherwise race the old session and find the name busy.
+        # If the connection is already gone the server releases the lock itself.
+        if held:
+            import psycopg
+
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+        conn.close()
