@@ -957,5 +957,5 @@ class EventLogContract:
         finally:
             child.kill()
             child.wait(DEADLINE)
-        with log.claim("boards"):
+        with log.claim("boards"):  # free for the next claimant (a restarted service)
             pass

@@ -6,14 +6,19 @@ Invariants:
 - A claim is a session-level advisory lock (``pg_try_advisory_lock``) held on
   a connection of its own for as long as the ``with`` block runs. It dies
   with that connection: a killed watcher's claim is released by the server
-  as soon as its socket closes (set ``tcp_keepalives_*`` on the server for
-  hosts that vanish). A second claimant gets ConsumerBusy naming the
-  holder's pid and host (from its ``application_name`` in pg_stat_activity).
+  when it notices the socket closed (set ``tcp_keepalives_*`` on the server
+  for hosts that vanish). That notice is asynchronous, so a claimant tries
+  for ``CLAIM_GRACE`` seconds before it gets ConsumerBusy naming the holder's
+  pid and host (from its ``application_name`` in pg_stat_activity): a
+  service restarted right after a crash comes up instead of failing.
+- The ``with`` block ends with ``pg_advisory_unlock`` before the connection
+  closes, so a claim released in order is free at once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -23,7 +28,11 @@ from eventstore.pglog.core import _application_name, describe_holder, lock_holde
 if TYPE_CHECKING:
     from eventstore.pglog.core import PgLogCore
 
-__all__ = ["claim", "delete", "load", "names", "save"]
+__all__ = ["CLAIM_GRACE", "claim", "delete", "load", "names", "save"]
+
+CLAIM_GRACE = 1.0
+"""Seconds a claim keeps trying while the name is held: a dead holder's
+session may still be closing."""
 
 
 def load(log: PgLogCore, consumer: str) -> bytes | None:
@@ -73,8 +82,13 @@ def claim(log: PgLogCore, consumer: str) -> Iterator[None]:
     conn = log.connections.dedicated(application_name=_application_name("watch"))
     held = False
     try:
-        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
-        held = bool(row and row[0])
+        deadline = time.monotonic() + CLAIM_GRACE
+        while True:
+            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+            held = bool(row and row[0])
+            if held or time.monotonic() >= deadline:
+                break
+            time.sleep(0.02)  # no notification exists for an advisory lock's release
         if not held:
             holder = lock_holder(conn, key)
             raise ConsumerBusy(
