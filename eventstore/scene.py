@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import codecs
 import copy
-import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -149,6 +147,8 @@ def _nonstandard_number(raw: bytes) -> str | None:
     def record(token: str) -> None:
         found.append(token)
 
+    import json  # only on this error path and in structure_fingerprint (start-up)
+
     try:
         json.loads(raw, parse_constant=record)
     except (ValueError, RecursionError):
@@ -207,6 +207,9 @@ def structure_fingerprint(scene: Scene | list[Any]) -> str:
 
     ValueError for beats that have no JSON form (NaN, text that is not UTF-8).
     """
+    import hashlib  # here, not at the top: a read never fingerprints (start-up, issue 15)
+    import json
+
     beats = scene.beats if isinstance(scene, Scene) else scene
     canonical = json.dumps(
         beats, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False

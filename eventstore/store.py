@@ -38,8 +38,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import msgspec
 
@@ -92,8 +91,7 @@ __all__ = ["KINDS", "STATES", "CandidateResult", "SceneVersionStore"]
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class CandidateResult:
+class CandidateResult(NamedTuple):
     """What a candidate write did: the version, whether dedup answered, the log's seq."""
 
     batch_id: str
@@ -491,8 +489,7 @@ class SceneVersionStore:
         session.append(events)
 
 
-@dataclass(frozen=True, slots=True)
-class _Draft:
+class _Draft(NamedTuple):
     """A candidate write's checked inputs, for the three cases to draft events from."""
 
     batch_id: str

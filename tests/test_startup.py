@@ -61,3 +61,73 @@ def test_item1_a_write_and_a_diff_load_what_they_use(two_versions: Path) -> None
     assert code == 0 and "fasteners" in modules and "projections.diff" not in modules
     code, modules = _loaded(two_versions, "diff", BATCH, "1", "2")
     assert code == 0 and "projections.diff" in modules and "fasteners" not in modules
+
+
+# ── the end of a command: no interpreter teardown, nothing lost ─────────────
+
+ENTRY = """
+import atexit, sys
+atexit.register(lambda: print("exit handler ran", flush=True))
+from projections.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_item1_a_command_process_runs_exit_handlers_and_keeps_its_exit_code(
+    two_versions: Path,
+) -> None:
+    # main() ends the process without the interpreter's teardown (~9 ms, row
+    # 12); what an ordinary exit gives must still happen: exit handlers, the
+    # exit code, every byte of output.
+    base = ("--root", str(two_versions), "--project", "show")
+    SceneVersionStore("show", 1, root=two_versions).conform(BATCH, 2)
+    stale = run_child(ENTRY, *base, "gate", BATCH)
+    assert stale.returncode == 1, stale.stderr  # v2 active, its boards not rebuilt
+    assert stale.stdout.endswith("exit handler ran\n") and "blocked" in stale.stdout
+    missing = run_child(ENTRY, *base, "gate", "ep_009_BATCH_009")
+    assert missing.returncode == 2 and missing.stderr.startswith("scenelog: error:")
+
+
+def test_item1_output_larger_than_a_pipe_arrives_whole(root: Path) -> None:
+    store = SceneVersionStore("show", 1, root=root)
+    store.write_scene_candidate(BATCH, scene(tag="a"))
+    store.write_scene_candidate(BATCH, scene(tag="b"))
+    for i in range(400):
+        store.conform(BATCH, 2 - i % 2)
+    done = run_child(ENTRY, "--root", str(root), "--project", "show", "history", BATCH, "--json")
+    assert done.returncode == 0, done.stderr
+    body, handler = done.stdout.rsplit("\n", 2)[0], done.stdout.rsplit("\n", 2)[1]
+    assert len(body) > 65536 and handler == "exit handler ran"
+    assert [e["seq"] for e in json.loads(body)] == list(range(1, 403))
+
+
+def test_item1_a_command_with_other_threads_alive_exits_the_ordinary_way(
+    two_versions: Path,
+) -> None:
+    # A thread the command left running (a connection pool's, a server's)
+    # gets the ordinary exit, which waits for non-daemon threads to finish.
+    code = """
+    import sys, threading, time
+    from projections.cli import main
+    def late() -> None:
+        time.sleep(0.2)
+        print("thread finished", flush=True)
+    threading.Thread(target=late).start()
+    main(sys.argv[1:])
+    """
+    done = run_child(code, "--root", str(two_versions), "--project", "show", "show", BATCH)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.endswith("thread finished\n")
+
+
+def test_item1_the_default_actor_is_what_getpass_and_socket_say() -> None:
+    # The writer names its actor without importing getpass and socket (~2 ms);
+    # the answer must stay the same, with and without the user variables.
+    code = """
+    import getpass, os, socket, sys
+    from eventstore.events import default_actor
+    print(default_actor(None) == f"{getpass.getuser()}@{socket.gethostname()}")
+    """
+    assert run_child(code, SCENELOG_ACTOR="").stdout == "True\n"
+    no_user = run_child(code, SCENELOG_ACTOR="", LOGNAME="", USER="", LNAME="", USERNAME="")
+    assert no_user.stdout == "True\n"

@@ -132,6 +132,11 @@ _RENAME_EXCHANGE = 2
 _exchange_works = sys.platform == "linux"
 _renameat2: Any = None
 _get_errno: Callable[[], int] = lambda: 0  # noqa: E731
+_swaps_before_exchange = 8
+"""Swaps a process makes with a plain rename before it loads ``renameat2``:
+loading ctypes costs ~2 ms, which one short-lived command (``scenelog add``)
+would pay for one swap that a rename does ~0.1 ms slower (issue 15, row 12);
+a process that keeps writing repays it within a few dozen swaps."""
 
 
 def _load_renameat2() -> Any:
@@ -148,9 +153,16 @@ def _load_renameat2() -> Any:
     return _renameat2
 
 
-def _exchange(tmp: Path, path: Path) -> bool:
-    """Swap ``tmp`` and ``path`` atomically; False when that cannot be done here."""
-    global _exchange_works
+def _exchange(tmp: Path, path: Path, *, required: bool = True) -> bool:
+    """Swap ``tmp`` and ``path`` atomically; False when that cannot be done here.
+
+    ``required=False`` (a swap that a rename can do as well, only slower)
+    answers False for a process's first swaps instead of loading ctypes.
+    """
+    global _exchange_works, _swaps_before_exchange
+    if _renameat2 is None and not required and _swaps_before_exchange > 0:
+        _swaps_before_exchange -= 1
+        return False
     renameat2 = _renameat2 if _renameat2 is not None else _load_renameat2()
     if not _exchange_works or renameat2 is None:
         return False
@@ -189,7 +201,7 @@ def replace_atomic(
                 # Closed before the swap: closing a file that replaced another one
                 # makes ext4 flush it (auto_da_alloc), which costs as much as an fsync.
                 os.close(fd)
-            swapped = _exchange(tmp, path)
+            swapped = _exchange(tmp, path, required=False)
             if not swapped:
                 os.replace(tmp, path)
             after = os.stat(path)

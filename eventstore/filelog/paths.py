@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from eventstore.errors import InvalidInput
 from eventstore.layout import (
@@ -103,9 +103,12 @@ def _batch_paths(layout: Layout, batch_id: str) -> BatchPaths:
     return BatchPaths(batch_id, layout.scenes_dir(batch_episode(batch_id)))
 
 
-@dataclass(frozen=True, slots=True)
-class Layout:
-    """Where a project lives: ``<root>/<project>/<episode>/scenes/``."""
+class Layout(NamedTuple):
+    """Where a project lives: ``<root>/<project>/<episode>/scenes/``.
+
+    A NamedTuple (immutable, hashable, a key of the path cache), not a
+    dataclass: a read does not load ``dataclasses`` (start-up, issue 15).
+    """
 
     root: Path
     project: str

@@ -12,6 +12,7 @@ of every step; the exit code is 0 when every row passes, 1 when one misses.
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import shutil
 import sys
@@ -48,6 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
         return 0
+    # Byte-compile the packages first, as `pip install` leaves them: a stale or
+    # missing .pyc (an editable install under PYTHONDONTWRITEBYTECODE) would
+    # make every row that starts a process time the compiler.
+    for package in ("eventstore", "projections"):
+        compileall.compile_dir(str(REPO / package), quiet=1)
     root = Path(args.dir or tempfile.mkdtemp(prefix="scenelog-bench-"))
     ctx = RunContext(root=root, rounds=args.rounds)
     started = time.time()
