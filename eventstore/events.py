@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
-import uuid
-from datetime import UTC, datetime
+import time
 from typing import Any, ClassVar
 
 import msgspec
@@ -115,13 +114,37 @@ def decode_lines(data: bytes) -> list[Event]:
     return _decoder.decode_lines(data)
 
 
+_second: tuple[int, str] = (-1, "")
+"""The last second :func:`utc_now` formatted, and its text (one tuple: swapped atomically)."""
+
+
 def utc_now() -> str:
-    """Now in UTC as ISO 8601 with microseconds and ``Z``."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """Now in UTC as ISO 8601 with microseconds and ``Z`` (``2026-11-27T12:18:29.485069Z``).
+
+    What ``datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")`` gives, at a
+    fifth of its price on a writer's path (issue 15): the seconds are formatted
+    once per second.
+    """
+    global _second
+    micros = time.time_ns() // 1000
+    seconds, fraction = divmod(micros, 1_000_000)
+    known = _second
+    if known[0] != seconds:
+        t = time.gmtime(seconds)
+        text = (
+            f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T"
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+        )
+        known = _second = (seconds, text)
+    return f"{known[1]}.{fraction:06d}Z"
 
 
 def new_event_id() -> str:
-    return uuid.uuid4().hex
+    """A random (version 4) UUID as 32 hex digits, as ``uuid.uuid4().hex`` gives."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    return raw.hex()
 
 
 def default_actor(actor: str | None = None) -> str:

@@ -66,8 +66,14 @@ def normalize_episode(episode: object) -> str:
     return f"ep_{number:03d}"
 
 
+_valid_batch_ids: set[str] = set()
+"""Batch ids already found valid (a writer checks the same few at every command)."""
+
+
 def validate_batch_id(batch_id: object) -> str:
     """Return ``batch_id`` if it matches ``ep_NNN_BATCH_NNN`` exactly, else raise."""
+    if type(batch_id) is str and batch_id in _valid_batch_ids:
+        return batch_id
     if not isinstance(batch_id, str) or not _BATCH_RE.fullmatch(batch_id):
         raise InvalidInput(
             f"invalid batch id {_shown(batch_id)}: use ep_NNN_BATCH_NNN with ASCII digits, "
@@ -75,6 +81,10 @@ def validate_batch_id(batch_id: object) -> str:
             value=batch_id,
         )
     normalize_episode(batch_id[:6])
+    if type(batch_id) is str:  # a str subclass could compare equal and differ
+        if len(_valid_batch_ids) >= 4096:
+            _valid_batch_ids.clear()
+        _valid_batch_ids.add(batch_id)
     return batch_id
 
 

@@ -31,7 +31,7 @@ __all__ = ["BatchPaths", "Layout"]
 class BatchPaths:
     """Every file of one batch (DESIGN §2), computed once."""
 
-    __slots__ = ("batch_id", "flat", "lock", "log", "scenes_dir", "view")
+    __slots__ = ("_artifacts", "batch_id", "flat", "lock", "log", "scenes_dir", "view")
 
     def __init__(self, batch_id: str, scenes_dir: Path) -> None:
         self.batch_id = batch_id
@@ -40,6 +40,7 @@ class BatchPaths:
         self.log = scenes_dir / f"{batch_id}.events.jsonl"
         self.view = scenes_dir / f"{batch_id}.versions.json"
         self.lock = scenes_dir / f"{batch_id}.lock"
+        self._artifacts: dict[str, Path] = {}  # names checked and joined (bounded below)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, BatchPaths) and (other.batch_id, other.scenes_dir) == (
@@ -72,13 +73,19 @@ class BatchPaths:
 
     def artifact(self, name: str) -> Path:
         """The path of an artifact named in the log; only this batch's names pass."""
+        known = self._artifacts.get(name)
+        if known is not None:
+            return known  # every command checks its pointer's body (R1): once per name
         if name != self.flat.name and body_version(self.batch_id, name) is None:
             raise InvalidInput(
                 f"artifact {_shown(name)} does not belong to batch {self.batch_id}",
                 value=name,
                 batch_id=self.batch_id,
             )
-        return self.scenes_dir / name
+        if len(self._artifacts) >= 1024:
+            self._artifacts.clear()
+        path = self._artifacts[name] = self.scenes_dir / name
+        return path
 
     def is_body_name(self, name: str) -> bool:
         """Whether ``name`` is a ``vNNN`` body name of this batch."""
