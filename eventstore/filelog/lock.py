@@ -296,21 +296,26 @@ def _acquire(
         # through the spelling in use now (an older one may no longer resolve).
         process_lock.path = str(path)
         while True:
-            # The sidecar kept open is checked once it is locked (below), not
-            # before too: a deleted or replaced one is then released and the
-            # new one locked, and the usual case pays one stat, not two.
+            # The sidecar kept open is checked after it is locked (below). Only
+            # when it is busy is it checked first as well: a deleted one may be
+            # held for ever by a process that locked it before the deletion,
+            # and waiting on it would time out while the new sidecar is free.
             try:
                 with os_errors(path, "lock"):
-                    got = (
-                        process_lock.try_now()
-                        or _spin(process_lock)
-                        or process_lock.acquire(
+                    got = process_lock.try_now()
+                    if not got and process_lock.lockfile is not None:
+                        if not process_lock.is_current():
+                            if _identity(path) != key:
+                                thread_lock.release()
+                                return False
+                            process_lock.reopen()  # the sidecar was deleted or replaced
+                            continue
+                        got = _spin(process_lock) or process_lock.acquire(
                             blocking=True,
                             delay=_DELAY,
                             max_delay=_MAX_DELAY,
                             timeout=max(deadline - time.monotonic(), 0.0),
                         )
-                    )
             except threading.ThreadError as e:
                 raise StoreIOError(
                     f"cannot lock {path}: {e}; the filesystem must support POSIX locks",
