@@ -310,7 +310,7 @@ def _acquire(
                                 return False
                             process_lock.reopen()  # the sidecar was deleted or replaced
                             continue
-                        got = _spin(process_lock) or process_lock.acquire(
+                        got = _spin(process_lock, deadline) or process_lock.acquire(
                             blocking=True,
                             delay=_DELAY,
                             max_delay=_MAX_DELAY,
@@ -337,7 +337,7 @@ def _acquire(
         raise
 
 
-def _spin(lock: _SidecarLock) -> bool:
+def _spin(lock: _SidecarLock, deadline: float) -> bool:
     """Retry ``lock`` for up to :data:`_SPIN` seconds, yielding the CPU between tries.
 
     A command holds a batch lock for ~0.1 ms, less than one of the polling
@@ -349,7 +349,7 @@ def _spin(lock: _SidecarLock) -> bool:
     p99 27 ms). Longer waits (an import holding the lock) go on to
     fasteners' polling, which sleeps.
     """
-    end = time.monotonic() + _SPIN
+    end = min(time.monotonic() + _SPIN, deadline)
     while time.monotonic() < end:
         os.sched_yield()
         if lock.try_now():
