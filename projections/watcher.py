@@ -144,18 +144,6 @@ class _Saved(msgspec.Struct):
     parked: list[dict[str, Any]] = msgspec.field(default_factory=list)
 
 
-_second: list[Any] = [-1, ""]  # the last whole second formatted, and its text
-
-
-def _now() -> str:
-    """``utc_now()``'s form, formatting the date once a second (it is read per event)."""
-    t = time.time()
-    s = int(t)
-    if s != _second[0]:
-        _second[:] = [s, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s))]
-    return f"{_second[1]}.{int((t - s) * 1e6):06d}Z"
-
-
 def _stderr_notice(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
@@ -357,7 +345,7 @@ class Watcher:
                 self._handled = item.position
                 continue
             self._pending = item.position
-            self._delivered_at = _now()
+            self._delivered_at = utc_now()
             yield WatchEvent(self.project, item.batch_id[:6], item.event)
             self.commit(durable=None)  # the consumer came back for more: done with this one
 
