@@ -129,7 +129,8 @@ NOTES = """## How to read it
   folder) before its event; the view rewrite grows with the number of versions,
   everything else is O(1) thanks to the per-process log cache.
 - **3** fsync happens after the lock is released (one fsync makes every earlier
-  write durable), so contending writers overlap their fsyncs.
+  write durable), so contending writers overlap their fsyncs; a contended
+  acquisition retries for up to 10 ms yielding the CPU, then polls.
 - **4, 5, 6** readers never lock: a manifest read is the view plus the log's last
   line; a fold decodes the whole log with `decode_lines` in one call.
 - **7** inotify via watchfiles with a 4 ms step; poll mode rescans sizes every
@@ -146,108 +147,129 @@ NOTES = """## How to read it
   takes row 1's figure, measured earlier in the run).
 - **12** whole processes, as a farm job pays them: interpreter start, imports,
   argument parsing, the command, exit; `python -c "import msgspec"` is the
-  interpreter plus the one library every command needs. `scripts/bench.py
+  interpreter plus the one library every command needs. The packages are
+  byte-compiled before the run, as `pip install` leaves them. `scripts/bench.py
   --only startup` runs it alone; `tests/test_startup.py` checks what a read
   imports.
 
 ## Rows that miss, and why
 
 **9b/9c (single-writer append under `lazy`/`off`; target 1.5×).** Taking the
-view off the commit path is worth what the issue expected: `sync` → `lazy`
-saves the inode swap and the metadata the log's fsync then commits (row 9a vs
-9b). What is left is Python per command, measured with fsync stubbed out
-(`/var/tmp`, medians of 7 × 1,000): `store.conform` ~97 µs, of which the
-store's own layer (validation, drafting the event, R10's body check) ~30 µs,
-the backend's command guards (R29: the reference lock looked for, the view
-stat'ed) ~11 µs, and the session ~56 µs — the batch lock through fasteners
-(a thread lock, `lockf`, three stats to check the lock file is still the one
-on disk) ~20 µs, catch-up stat, policy stat, validation and encoding, open,
-write, three fstats, the head record's `pwrite`; the primitive's non-fsync
-work is ~6 µs. With a ~110 µs fsync that is ~1.6–1.9×: reaching 1.5× needs
-~30 µs less per command in the store and lock layers (e.g. keeping the log's
-fd and the lock open across commands of one process), not in the view code.
+view off the commit path is worth what the issue expected (row 9a vs 9b: the
+inode swap and the metadata the log's fsync then commits). The second speed
+round then cut the Python per command, measured with fsync stubbed out
+(`/var/tmp`, `conform` in a loop of 2,000): 91 µs → 68 µs, by making
+`os_errors` and `batch_lock` classes instead of generator context managers,
+trying fasteners' `trylock` before its stopwatch-and-retry `acquire`, checking
+the lock file against its path once per acquisition instead of twice (twice
+only when it is busy), remembering checked artifact paths and valid batch
+ids, skipping the lock-free refusal check for batches the store has seen
+logged, and formatting `at`/`event_id` without `datetime`/`uuid` objects. The
+primitive's non-fsync work is ~4 µs, and its fsync costs the same as ours
+(timed inside both in one run: 132 µs and 130 µs). What is left, per command,
+are the syscalls of the rules — 7 `stat` (log catch-up; the lock file after
+locking, R23; the lock file again before the write; the view policy; the
+snapshot's seq; the view, R29; the pointer's body, R10), the `open` of the
+reference's `versions.lock` (R29, absent: ENOENT), `open`/`close` of the log,
+5 `fstat` (the lock file twice, the exclusive-append check, mtime for the
+catch-up cache, the head record), 2 `lockf`, the write and the head
+record's `pwrite` (R27), about 30 µs — and ~35 µs of Python spread over ~40
+functions, none above 3 µs. In the whole benchmark a command also runs cold
+after each fsync's sleep (~10–20 µs more than the loop). Reaching 1.5× needs ~25 µs less per command: fewer path lookups
+(a cached folder fd), a log fd kept open across commands, or a leaner session
+object; not done in this round.
 
 **10 (4 processes on one batch under `lazy`; target 0.8×).** Without the view
-swap the lock is held ~100 µs shorter per command, and the row moves from
-~0.3–0.45× (row 3a) to 0.55–0.9× between runs (0.57× against 0.27× in this
-one); what is left is the same per-command Python as 9b, held under the lock,
-and four processes sharing two cores.
+swap the lock is held ~70 µs per command, yet throughput was 0.45–0.55×: the
+waiters slept in fasteners' polling (0.1–1 ms, plus the kernel's 50 µs timer
+slack) while the lock was free. A contended acquisition now retries for up
+to 10 ms yielding the CPU (`os.sched_yield`) before it polls: 0.57–0.68× in
+separate runs, and the p99 lock wait of row 3b dropped from ~10 ms to ~7 ms
+(a 2 ms spin gave 0.57–0.62× but a p99 of 27 ms: waiters that fell through to
+polling lost to the spinning ones). An experiment with a blocking `lockf`
+(no timeout possible, so not shippable) gave 0.67–0.71×: the lock hand-over
+is no longer what limits the row; four processes on two cores with their
+fsyncs (~250–300 µs each under this load, against ~130 µs alone) are.
 
-**8c (lazy append vs eventsourcing + SQLite; target ≤ 0.75×).** SQLite in WAL
-mode pays one sync per transaction like us; its per-save Python is smaller
-than our per-command Python above, so we are level or behind rather than a
-third ahead. Same cause as 9b.
+**8c / 8a (append vs eventsourcing + SQLite; targets ≤ 0.75× and < 1×).**
+SQLite in WAL mode rewrites its WAL in place once it has been checkpointed,
+and an `fdatasync` of an overwrite needs no journal commit; an append needs
+one (the file's size changes). Measured on this disk in one run: write +
+`fsync` of an appending file 132 µs, `pwrite` over existing blocks +
+`fdatasync` 93 µs, append + `fdatasync` 134 µs. An append-only log file pays
+~40 µs more for each durable command than the peer before any Python runs,
+so being a third ahead (≤ 0.75×, i.e. ~140 µs against ~190 µs) would leave
+~10 µs for everything else; 8a (under `sync`) adds the view swap of row 1.
 
-**12 (start-up; target 1.5×).** A read now imports no watchfiles, fasteners,
-importer, adopt, diff, watcher, store, audit, watch, serve or policy code, no
-`importlib.metadata` (was ~7 ms for `--version`'s default), no ctypes, secrets
-or shutil; only the named subcommand's parser is built. `python -X importtime`
-(minimum of 7 runs) puts what a `gate` still imports beyond `import msgspec`
-at ~16.6 ms: our modules ~8.7 ms (the largest: `eventstore.log` with its
-NamedTuples and ABCs, the file backend's core, `projections.verify.report`),
-and stdlib ~7.9 ms, of which `hashlib`/`_hashlib` ~2 ms (`eventstore.log`'s
-`line_hash`, needed by writers and verify only), `socket`+`selectors` ~1.2 ms
-(`eventstore.events`, the default actor's host name), `argparse`+`gettext`+
-`locale` ~1.6 ms, `json` ~0.6 ms (`eventstore.scene`), `dataclasses` ~0.4 ms.
-Making `hashlib` and `socket` lazy in `eventstore.log`/`eventstore.events`
-would save ~3 ms more; `add` also loads fasteners and `logging` (~4 ms).
-
-**1 (single-writer append, ~2.1–2.8× the primitive; target 1.5×).** Profiled
-with cProfile and by timing each step. What was done: fsync moved after the
-lock is released; paths, actor and body identity cached per process (a body
-is re-read only if its inode, size or mtime changed); the lock sidecar kept
-open between acquisitions; the log's last seq read with `pread` from its end;
-the view swapped in with `renameat2(RENAME_EXCHANGE)` + unlink instead of a
-rename over the old file (ext4's `auto_da_alloc` made that rename flush the new
-file's data: 140 µs → 28 µs). What is left is the price of R17: rewriting the
-`versions.json` view atomically after every commit creates and removes an inode
-and rewrites a directory entry, and the log's `fsync` then has to commit that
-metadata too. Measured in isolation on this disk, the same command without the
-view write runs at ~1.4–1.5× the primitive. Writing the view in place (no new
-inode) would meet the target but lets a reader see half a file; writing it
-after returning would let tools that read `versions.json` see the old pointer
-after `conform` returned. Neither is worth 100 µs.
-
-**3a (4 processes on one batch, ~0.35–0.5× the primitive; target 0.8×).** The
-lock is held for the catch-up (reading and checking the lines the other three
-wrote), the body check, the append and the view rewrite: ~250 µs under
-contention against the primitive's ~20 µs, of which the view rewrite is ~90 µs
-(its metadata competes with the other writers' journal commits). Shorter lock
-polling delays (0.05–2 ms) changed nothing measurable; without the view write
-the row reaches ~0.65–0.7×. Four processes on two cores also preempt a lock
-holder. Contention on different batches scales (3c), which is the case a farm
-has: jobs of one batch are serialized by the pipeline anyway.
+**1 and 3a (under `sync`; targets 1.5× and 0.8×)** keep their cause from the
+first round: R17's atomic view rewrite at every commit creates and removes an
+inode, and the log's fsync then commits that metadata too. The Python cuts
+above apply to them as well (row 1 415 µs on 2026-11-26, ~280–360 µs now),
+and 3a moves between 0.3× and 0.5× from run to run. Writing the view in place would
+let a reader see half a file; writing it after returning would let a tool see
+the old pointer after `conform` returned.
 
 **13c (PostgreSQL, 4 processes × 4 batches against eventsourcing's recorder;
-target ≥ 1.5×)** read 1.17× in this full run and 2.30× in a `--only postgres`
-run of the same code earlier the same day (1,153/s against 502/s). Both sides
-are CPU-bound here: 4 writer processes, the PostgreSQL server and the
-recorder's processes share 2 cores, and an append costs about 0.45 ms of client
-Python and 0.35 ms of server time (FACTS), not fsync. The recorder serializes
-every insert with `LOCK TABLE … IN EXCLUSIVE MODE`, so it gains least from the
+target ≥ 1.5×).** 0.95–2.30× between runs of the same code: both sides are
+CPU-bound here, 4 writer processes, the PostgreSQL server and the peer's
+processes sharing 2 cores, and an append costs ~0.45 ms of client Python and
+~0.35 ms of server time (FACTS), not fsync. The recorder serializes every
+insert with `LOCK TABLE … IN EXCLUSIVE MODE`, so it gains least from the
 second core; how much we gain depends on what else runs. Not profiled in this
-round: the figure is reported as a miss.
+round: reported as a miss.
 
-**8a (append vs eventsourcing + SQLite)** swings around 1× between runs
-(0.8–1.7×): SQLite in WAL mode pays one fsync per transaction like us, and the
-view rewrite of row 1 is what decides it.
+**8 (consumer catch-up; target 1.5×)** sits at the target (1.48–1.52× in
+separate runs): the per-event journal line and save cost ~4.6 µs against a
+~2.5 µs delivery. It used to read 1.4× because both processes then paid for
+compiling stale `.pyc` files (see 12); the benchmark now byte-compiles first.
 
-## Earlier rows against the previous run (2026-11-26), and this disk
+**12 (start-up)** passes since this round: `main()` ends the process without
+the interpreter's teardown when only its thread runs (exit handlers run and
+the streams are flushed first; ~9 ms, `tests/test_startup.py`), a read no
+longer imports `hashlib`, `json`, `socket`, `getpass` or `dataclasses`, and a
+writer loads `ctypes` (for `renameat2`) only after 8 view swaps. `add` still
+loads fasteners with `logging` (~3 ms) and `hashlib` (OpenSSL, ~2.5 ms), which
+it needs. The benchmark byte-compiles the packages before any row: under
+`PYTHONDONTWRITEBYTECODE` an editable install recompiled every edited module
+in every process, which earlier runs timed.
 
-Rows 1, 3a, 3c and 8a read worse than the previous run by more than 10%
-(row 1 2.22× → 3.86×, 3a 0.44× → 0.27×, 3c 1.95× → 1.43×; 8a divides row 1's
-figure); 2b, 4 and 6 are within 10% or better. The code on their path did not
-get slower: the same rows run alternately from the tree before issue 15
-(commit 9b9bf55) and from this one, minutes apart, gave row 1 11.05× / 7.74×
-(before) against 6.40× / 6.95× (now), 3a 0.14× / 0.12× against 0.10× / 0.36×,
-and row 6 2.44× / 2.46× against 2.50× / 2.44×; and row 9a, which is row 1's
-command measured again later in this same run, reads 2.56×. What swings is
-the price of the view swap under `sync` — an inode created and removed, and
-the metadata the log's fsync then commits — on a disk other sessions share:
-a file creation costs ~16 µs in /var/tmp and ~780 µs in /tmp on this machine
-today (a full ext4 inode group; this run was made with `TMPDIR=/var/tmp` for
-that reason). Under `lazy`/`off` (rows 9b, 9c, 10) the swing is much smaller.
-Per command, with fsync stubbed out, `store.conform` costs ~97 µs of Python
-against the primitive's ~6 µs (profile in 9b/9c above); the per-command
-syscalls are 8 stat, 3 open, 7 fstat, 2 lockf, a write, a pread, a pwrite.
+## Earlier rows against the previous full run (2026-11-26)
+
+Checked against that run's table and, where the ratio moved by more than
+10%, by running the same rows alternately from that run's tree (478737f) and
+from this one, minutes apart, in one shell loop:
+
+- **2a, 4, 5, 6, 7** are within 10% of that run or better (2a 1.13× →
+  ~1.07×, 4 1.31× → ~1.4×, 6 2.30× → ~2.3×).
+- **3a** (0.44× then) read 0.50–0.51× in today's full runs, but alternating
+  runs gave 0.44/0.42× for the old tree and 0.40/0.32× for this one: this
+  row swings more between runs than the code moves it.
+- **1** (2.22× then, 2.37–2.45× in today's full runs): alternating runs gave
+  2.20/2.24/2.29× for the old tree and 2.51/2.38/2.46× for this one (288–302
+  µs against 303–314 µs per command). About 5% more per command: the checks
+  issue 10 added to every command (R27's head record, R29's reference lock
+  and view check, the view policy read) cost more than this round's cuts
+  saved on the `sync` path, whose view swap (a file created and removed per
+  command, ~45 µs with the log fsync's share) dominates.
+- **2b** (0.14× then, ~0.2–0.27× now; still four times ahead of the
+  reference): a candidate append at 1,000 versions in a loop, with fsync,
+  took ~990 µs from the old tree and ~1,450 µs from this one, five alternations
+  each. The difference is R8 made exact (issue 10, item 20): a process sees
+  bodies placed by anyone since its last command, so a folder whose mtime
+  changed — every append changes it — is listed again, and listing the 1,200
+  entries of that scenes folder costs ~380 µs here (three `getdents64` of
+  ~126 µs). The old tree listed once per process and probed upward, which
+  missed an orphan above a gap. A `scenelog add` process lists the folder
+  once either way; only a long-lived process adding candidates back to back
+  pays it per append. 2a stays flat because both of its batches share that
+  folder.
+- **3c** (1.95× then, 1.34–1.58× in today's full runs) divides our four-batch
+  throughput by our one-batch throughput; the spin above raised the one-batch
+  side (1,820/s then, ~2,500/s now) while the four-batch side stayed
+  (3,551/s then, ~3,300–4,000/s now, sinking by ~1,000/s over four
+  alternating runs of both trees: the disk, not the code).
+- **3b**'s p99 wait is judged against its target (≤ 50 ms): 6.3–7.8 ms now,
+  9.8 ms then (6.9–7.6 ms for the old tree in the alternating runs).
+- **8a** divides row 1's time by the SQLite peer's, which was 383 µs on that
+  day's disk and 190–240 µs since (see 8c above).
 """
