@@ -175,9 +175,10 @@ reference's `versions.lock` (R29, absent: ENOENT), `open`/`close` of the log,
 catch-up cache, the head record), 2 `lockf`, the write and the head
 record's `pwrite` (R27), about 30 µs — and ~35 µs of Python spread over ~40
 functions, none above 3 µs. In the whole benchmark a command also runs cold
-after each fsync's sleep (~10–20 µs more than the loop). Reaching 1.5× needs ~25 µs less per command: fewer path lookups
-(a cached folder fd), a log fd kept open across commands, or a leaner session
-object; not done in this round.
+after each fsync's sleep (~10–20 µs more than the loop). Reaching 1.5× needs
+~25 µs less per command: fewer path lookups (a cached folder fd), a log fd
+kept open across commands, or a leaner session object; not done in this
+round.
 
 **10 (4 processes on one batch under `lazy`; target 0.8×).** Without the view
 swap the lock is held ~70 µs per command, yet throughput was 0.45–0.55×: the
