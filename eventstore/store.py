@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import msgspec
@@ -91,7 +92,8 @@ __all__ = ["KINDS", "STATES", "CandidateResult", "SceneVersionStore"]
 T = TypeVar("T")
 
 
-class CandidateResult(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class CandidateResult:
     """What a candidate write did: the version, whether dedup answered, the log's seq."""
 
     batch_id: str
@@ -121,9 +123,6 @@ class SceneVersionStore:
         self.episode = normalize_episode(episode)
         self.log = log if log is not None else open_log(self.project, root)
         self.lock_timeout = lock_timeout
-        # Batches this store has seen a committed log of: their commands skip the
-        # refusal checks made without the lock (the session makes them under it).
-        self._logged: set[str] = set()
 
     def __repr__(self) -> str:
         return f"SceneVersionStore({self.project!r}, {self.episode!r}, root={self.log.label!r})"
@@ -407,7 +406,7 @@ class SceneVersionStore:
 
         Then, before the command writes anything, ``expected_seq`` (R15).
         """
-        if batch_id not in self._logged and not self.log.exists(batch_id):
+        if not self.log.exists(batch_id):
             # Refusals that need no lock are given without taking one; the backend's
             # command session runs the same checks again under the lock.
             self.log.check_unimported(batch_id)
@@ -419,10 +418,6 @@ class SceneVersionStore:
                 )
         with self.log.command(batch_id, timeout=self.lock_timeout) as session:
             fold = session.fold
-            if fold.seq:
-                if len(self._logged) >= 4096:
-                    self._logged.clear()
-                self._logged.add(batch_id)
             if expected_seq is not None and fold.seq != expected_seq:
                 raise SeqMismatch(
                     f"batch {batch_id} changed: expected seq {expected_seq}, the log "

@@ -8,6 +8,8 @@ import errno
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from eventstore import (
     StoreIOError,
 )
 from projections import Projection
-from tests.helpers import child_env, scene, snapshot
+from tests.helpers import DEADLINE, child_env, scene, snapshot
 from tests.integrity import check_batch
 
 B = "ep_001_BATCH_003"
@@ -204,6 +206,41 @@ def test_deleted_lock_file_never_lets_two_writers_append(root: Path, ready: Path
         holder.wait(timeout=60)
     events = check_batch(ready, B)
     assert [e["type"] for e in events] == ["appended", "appended", "conformed", "reverted"]
+
+
+def test_a_writer_already_waiting_when_the_lock_file_is_deleted_takes_the_new_one(
+    root: Path, ready: Path
+) -> None:
+    # The holder keeps the old (deleted) sidecar locked for as long as it runs; a
+    # writer that was waiting on it must notice the deletion and lock the file
+    # that is at the path now, long before its timeout.
+    from eventstore.filelog import lock as lock_module
+
+    holder = _holder(root)
+    outcome: list[object] = []
+    store = SceneVersionStore("show", 1, root=root, lock_timeout=DEADLINE)
+
+    def waiter() -> None:
+        try:
+            outcome.append(store.revert(B, 1).seq)
+        except Exception as e:  # reported below
+            outcome.append(e)
+
+    thread = threading.Thread(target=waiter)
+    try:
+        thread.start()
+        deadline = time.monotonic() + DEADLINE
+        # Until the waiter holds its thread lock, i.e. it is inside the acquisition.
+        while not any(e.thread_lock.locked() for e in list(lock_module._registry.values())):
+            assert time.monotonic() < deadline, "the waiter never started waiting"
+            time.sleep(0.001)  # polling another thread's state: nothing to be woken by
+        (ready / f"{B}.lock").unlink()
+        thread.join(DEADLINE)
+        assert not thread.is_alive() and outcome == [4], outcome
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=60)
 
 
 def test_garbage_log_stops_reads_and_writes(store: SceneVersionStore, ready: Path) -> None:

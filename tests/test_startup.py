@@ -9,12 +9,14 @@ diff module, so the check can tell the difference.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from eventstore import SceneVersionStore
-from tests.helpers import BATCH, run_child, scene
+from tests.helpers import BATCH, DEADLINE, child_env, run_child, scene
 
 MODULES = """
 import io, json, sys
@@ -131,3 +133,34 @@ def test_item1_the_default_actor_is_what_getpass_and_socket_say() -> None:
     assert run_child(code, SCENELOG_ACTOR="").stdout == "True\n"
     no_user = run_child(code, SCENELOG_ACTOR="", LOGNAME="", USER="", LNAME="", USERNAME="")
     assert no_user.stdout == "True\n"
+
+
+def test_item1_a_closed_stderr_or_a_full_stdout_keeps_the_exit_code_meaningful(
+    two_versions: Path,
+) -> None:
+    # `cmd 2>&-` in a farm wrapper: the command's answer is still its exit code.
+    env = child_env()
+    base = [sys.executable, "-c", ENTRY, "--root", str(two_versions), "--project", "show"]
+    closed = subprocess.run(
+        ["bash", "-c", 'exec 2>&- && exec "$@"', "bash", *base, "ls", "ep_001"],
+        capture_output=False,
+        stdout=subprocess.DEVNULL,
+        env=env,
+        timeout=DEADLINE,
+    )
+    assert closed.returncode == 0
+    # A redirected stdout on a full disk (buffered, as outside this test run):
+    # one line saying so and exit 4, not a traceback or Python's exit code 120.
+    env.pop("PYTHONUNBUFFERED", None)
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run(
+            [*base, "history", BATCH],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            timeout=DEADLINE,
+        )
+    assert done.returncode == 4, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line != "exit handler ran"]
+    assert lines == ["scenelog: error: writing the output failed: No space left on device"]

@@ -59,6 +59,7 @@ __all__ = ["DEFAULT_LOCK_TIMEOUT", "MAX_OPEN_SIDECARS", "batch_lock", "held_iden
 _DELAY = 0.0001
 _MAX_DELAY = 0.001
 _SPIN = 0.01  # seconds a contended acquisition retries without sleeping (see _spin)
+_SLICE = 0.1  # seconds between checks of a waited-for sidecar against its path (see _wait)
 
 MAX_OPEN_SIDECARS = 64
 """Sidecars one process keeps open between acquisitions; the least recently used
@@ -296,26 +297,27 @@ def _acquire(
         # through the spelling in use now (an older one may no longer resolve).
         process_lock.path = str(path)
         while True:
-            # The sidecar kept open is checked after it is locked (below). Only
-            # when it is busy is it checked first as well: a deleted one may be
-            # held for ever by a process that locked it before the deletion,
-            # and waiting on it would time out while the new sidecar is free.
+            # The sidecar kept open is checked after it is locked (below). When
+            # it is busy it is checked before and during the wait as well: a
+            # deleted one may be held for ever by a process that locked it
+            # before the deletion, and waiting on it would time out while the
+            # new sidecar is free.
             try:
                 with os_errors(path, "lock"):
                     got = process_lock.try_now()
-                    if not got and process_lock.lockfile is not None:
-                        if not process_lock.is_current():
+                    if not got:
+                        if process_lock.is_current():
+                            got = _spin(process_lock, deadline) or _wait(process_lock, deadline)
+                        if (
+                            not got
+                            and not process_lock.is_current()
+                            and time.monotonic() < deadline
+                        ):
                             if _identity(path) != key:
                                 thread_lock.release()
                                 return False
                             process_lock.reopen()  # the sidecar was deleted or replaced
                             continue
-                        got = _spin(process_lock, deadline) or process_lock.acquire(
-                            blocking=True,
-                            delay=_DELAY,
-                            max_delay=_MAX_DELAY,
-                            timeout=max(deadline - time.monotonic(), 0.0),
-                        )
             except threading.ThreadError as e:
                 raise StoreIOError(
                     f"cannot lock {path}: {e}; the filesystem must support POSIX locks",
@@ -335,6 +337,23 @@ def _acquire(
         if thread_lock.locked():
             thread_lock.release()
         raise
+
+
+def _wait(lock: _SidecarLock, deadline: float) -> bool:
+    """Poll ``lock`` through fasteners until ``deadline``, in slices of
+    :data:`_SLICE` seconds: between slices the sidecar is checked against its
+    path, and a deleted or replaced one ends the wait (False with the sidecar
+    no longer current) so the caller locks the file that is there now."""
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        if lock.acquire(
+            blocking=True, delay=_DELAY, max_delay=_MAX_DELAY, timeout=min(remaining, _SLICE)
+        ):
+            return True
+        if not lock.is_current():
+            return False
 
 
 def _spin(lock: _SidecarLock, deadline: float) -> bool:

@@ -104,9 +104,11 @@ def claim(log: PgLogCore, consumer: str) -> Iterator[None]:
         # when its backend process notices, so a claim made right after this
         # block would otherwise race the old session and find the name busy.
         # If the connection is already gone the server releases the lock itself.
-        if held:
-            import psycopg
+        try:
+            if held:
+                import psycopg
 
-            with contextlib.suppress(psycopg.Error):
-                conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
-        conn.close()
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+        finally:
+            conn.close()  # also after an interrupt during the unlock

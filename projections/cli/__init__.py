@@ -27,13 +27,14 @@ exit codes are those of DESIGN §7 (see ``errors``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from projections.cli.context import Context
-from projections.cli.errors import UsageError, outcome
+from projections.cli.errors import EXIT_DAMAGED, EXIT_NO, EXIT_OK, UsageError, outcome
 from projections.cli.table import SUBCOMMANDS
 
 __all__ = ["build_parser", "cli", "main", "parse_command_line"]
@@ -225,21 +226,35 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     code = cli(*(sys.argv[1:] if argv is None else argv))
     try:
         _flush(sys.stdout)
-    except OSError as e:  # e.g. the disk holding a redirected stdout is full
-        result = outcome(e)
-        print(f"scenelog: error: writing the output failed: {e}", file=sys.stderr)
-        code = result.code
+    except (OSError, ValueError) as e:  # e.g. the disk holding a redirected stdout is full
+        _discard(sys.stdout)  # what could not be written is dropped, not retried at exit
+        if code in (EXIT_OK, EXIT_NO):  # else the command has said what went wrong
+            code = EXIT_DAMAGED
+            if sys.stderr is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    print(f"scenelog: error: writing the output failed: {e}", file=sys.stderr)
     _end(code)
 
 
 def _flush(stream: Any) -> None:
+    """Flush ``stream``; a reader that left (BrokenPipe) is not an error.
+
+    ``None`` (a standard stream the process was started without, ``2>&-``)
+    has nothing to flush.
+    """
+    if stream is None:
+        return
     try:
         stream.flush()
     except BrokenPipeError:
-        # The reader left: point the stream at /dev/null so a later flush
-        # (the interpreter's own at exit) does not print a second error.
-        with open(os.devnull, "wb") as devnull:
-            os.dup2(devnull.fileno(), stream.fileno())
+        _discard(stream)
+
+
+def _discard(stream: Any) -> None:
+    """Point ``stream``'s descriptor at /dev/null, so a later flush (the
+    interpreter's own at exit) writes nowhere instead of failing again."""
+    with contextlib.suppress(OSError, ValueError, AttributeError), open(os.devnull, "wb") as null:
+        os.dup2(null.fileno(), stream.fileno())
 
 
 def _end(code: int) -> NoReturn:
@@ -253,14 +268,20 @@ def _end(code: int) -> NoReturn:
     logging's), the standard streams are flushed, and every file a command
     writes is written and closed (or fsync'd) before the command returns.
     With other threads alive (a PostgreSQL connection pool, a server) the
-    ordinary exit lets them close politely.
+    ordinary exit lets them close politely. The exit code is ``code`` in
+    both cases, whatever the last flushes meet (a closed or full stream).
     """
     threading = sys.modules.get("threading")
     if threading is None or threading.active_count() == 1:
         import atexit
 
-        atexit._run_exitfuncs()
-        _flush(sys.stdout)
-        _flush(sys.stderr)
-        os._exit(code)
+        try:
+            atexit._run_exitfuncs()
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    _flush(stream)
+                except (OSError, ValueError):
+                    _discard(stream)
+            os._exit(code)
     raise SystemExit(code)

@@ -14,6 +14,7 @@ Errors of the store carry their own code (``ScenelogError.exit_code``, see
 
 from __future__ import annotations
 
+import errno
 from typing import NamedTuple
 
 from eventstore import ScenelogError
@@ -55,6 +56,9 @@ def one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+_OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG})
+
+
 def outcome(error: BaseException) -> Outcome:
     """The exit code and stderr line for ``error`` raised while running a command."""
     if isinstance(error, UsageError):
@@ -71,6 +75,14 @@ def outcome(error: BaseException) -> Outcome:
         )
     if isinstance(error, BrokenPipeError):
         return Outcome(EXIT_OK, None, False)  # the reader (head, grep -q) has what it wanted
+    if isinstance(error, OSError) and error.filename is None and error.errno in _OUTPUT_ERRNOS:
+        # The store's own writes raise StoreIOError: this is the command's output
+        # (a redirected stdout on a full or failing disk). Exit 4, as for the store.
+        return Outcome(
+            EXIT_DAMAGED,
+            f"scenelog: error: writing the output failed: {error.strerror or error}",
+            False,
+        )
     if isinstance(error, KeyboardInterrupt):
         return Outcome(EXIT_INTERRUPTED, "scenelog: interrupted", False)
     return Outcome(
