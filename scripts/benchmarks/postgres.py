@@ -319,11 +319,16 @@ def _rows(root: Path, port: int, rounds: int, psycopg: Any) -> list[Row]:
             for w in range(n)
         ]  # fmt: skip
 
-    def theirs(n: int, tag: str) -> list[dict[str, Any]]:
+    def theirs(n: int, tag: str, count: int = COUNT) -> list[dict[str, Any]]:
+        # The recorder's table is created once, below: workers that all ran
+        # CREATE TABLE IF NOT EXISTS at once could fail in the catalog
+        # ("tuple concurrently updated").
+        env = {**peer_env, "CREATE_TABLE": "n"}
         return [
-            {"kind": "theirs", "env": peer_env, "batch": f"{tag}{w}", "count": COUNT}
-            for w in range(n)
+            {"kind": "theirs", "env": env, "batch": f"{tag}{w}", "count": count} for w in range(n)
         ]
+
+    _contend([{**theirs(1, "setup-", 1)[0], "env": peer_env}])  # creates the table
 
     one_ours: list[float] = []
     one_theirs: list[float] = []

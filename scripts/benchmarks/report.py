@@ -163,11 +163,11 @@ round then cut the Python per command, measured with fsync stubbed out
 trying fasteners' `trylock` before its stopwatch-and-retry `acquire`, checking
 the lock file against its path once per acquisition instead of twice (twice
 only when it is busy), remembering checked artifact paths and valid batch
-ids, skipping the lock-free refusal check for batches the store has seen
-logged, and formatting `at`/`event_id` without `datetime`/`uuid` objects. The
+ids, and formatting `at`/`event_id` without `datetime`/`uuid` objects. The
 primitive's non-fsync work is ~4 µs, and its fsync costs the same as ours
 (timed inside both in one run: 132 µs and 130 µs). What is left, per command,
-are the syscalls of the rules — 7 `stat` (log catch-up; the lock file after
+are the syscalls of the rules — 8 `stat` (the log before the lock, to refuse
+without taking it; log catch-up; the lock file after
 locking, R23; the lock file again before the write; the view policy; the
 snapshot's seq; the view, R29; the pointer's body, R10), the `open` of the
 reference's `versions.lock` (R29, absent: ENOENT), `open`/`close` of the log,
