@@ -158,9 +158,12 @@ def _drop_journal(path: Path) -> None:
         path.unlink()
 
 
-def _append(path: Path, base: Path, data: bytes) -> bool:
-    """Append ``data`` to the journal after a mark of ``base``; False: save durably."""
-    key = _key(path)
+def _append(path: Path, base: Path, data: bytes, key: str | None = None) -> bool:
+    """Append ``data`` to the journal after a mark of ``base``; False: save durably.
+
+    ``key`` is ``_key(path)`` when the caller has it (a watcher saves per event).
+    """
+    key = key or _key(path)
     found = _journals.get(key)  # one writer per consumer (the claim): no race on the entry
     if found is None:
         try:
@@ -197,6 +200,13 @@ def _key(path: Path) -> str:
     return str(path)
 
 
+@functools.lru_cache(maxsize=256)
+def _save_paths(layout: Layout, consumer: str) -> tuple[Path, Path, str]:
+    """The checkpoint, its journal and the journal's key: one lookup per save."""
+    journal = _path(layout, consumer, ".journal")
+    return _path(layout, consumer, ".json"), journal, _key(journal)
+
+
 def save(layout: Layout, consumer: str, data: bytes, *, durable: bool = True) -> None:
     """Save the consumer's checkpoint ``data``, atomically (and durably by default).
 
@@ -206,13 +216,12 @@ def save(layout: Layout, consumer: str, data: bytes, *, durable: bool = True) ->
     no mark of the new file, which is ignored). Power loss: the last durable
     save or a later one.
     """
-    path = _path(layout, consumer, ".json")
-    journal = _path(layout, consumer, ".journal")
+    path, journal, key = _save_paths(layout, consumer)
     if b"\n" in data:
         data = json.dumps(json.loads(data), separators=(",", ":")).encode()  # one line
     if not durable:
         try:
-            if _append(journal, path, data):
+            if _append(journal, path, data, key):
                 return
         except OSError:
             with os_errors(journal, "write"):
