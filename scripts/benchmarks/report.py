@@ -185,7 +185,8 @@ swap the lock is held ~70 µs per command, yet throughput was 0.45–0.55×: the
 waiters slept in fasteners' polling (0.1–1 ms, plus the kernel's 50 µs timer
 slack) while the lock was free. A contended acquisition now retries for up
 to 10 ms yielding the CPU (`os.sched_yield`) before it polls: 0.57–0.68× in
-separate runs, and the p99 lock wait of row 3b dropped from ~10 ms to ~7 ms
+separate runs (0.49–0.67× over the six full runs below), and the p99 lock
+wait of row 3b dropped from ~10 ms to ~7 ms
 (a 2 ms spin gave 0.57–0.62× but a p99 of 27 ms: waiters that fell through to
 polling lost to the spinning ones). An experiment with a blocking `lockf`
 (no timeout possible, so not shippable) gave 0.67–0.71×: the lock hand-over
@@ -205,13 +206,14 @@ so being a third ahead (≤ 0.75×, i.e. ~140 µs against ~190 µs) would leave
 **1 and 3a (under `sync`; targets 1.5× and 0.8×)** keep their cause from the
 first round: R17's atomic view rewrite at every commit creates and removes an
 inode, and the log's fsync then commits that metadata too. The Python cuts
-above apply to them as well (row 1 415 µs on 2026-11-26, ~280–360 µs now),
-and 3a moves between 0.3× and 0.5× from run to run. Writing the view in place would
-let a reader see half a file; writing it after returning would let a tool see
-the old pointer after `conform` returned.
+above apply to them as well (row 1 415 µs on 2026-11-26, 299–675 µs over
+the six runs below), and 3a moves between 0.19× and 0.51× from run to run.
+Writing the view in place would let a reader see half a file; writing it
+after returning would let a tool see the old pointer after `conform`
+returned.
 
 **13c (PostgreSQL, 4 processes × 4 batches against eventsourcing's recorder;
-target ≥ 1.5×).** 0.95–2.30× between runs of the same code: both sides are
+target ≥ 1.5×).** 0.83–2.30× between runs of the same code: both sides are
 CPU-bound here, 4 writer processes, the PostgreSQL server and the peer's
 processes sharing 2 cores, and an append costs ~0.45 ms of client Python and
 ~0.35 ms of server time (FACTS), not fsync. The recorder serializes every
@@ -220,7 +222,7 @@ second core; how much we gain depends on what else runs. Not profiled in this
 round: reported as a miss.
 
 **8 (consumer catch-up; target 1.5×)** sits at or just past the target
-(1.48–1.66× in today's runs; 1.42× on the morning's run). Two things: that
+(1.43–1.66× in the six runs; 1.42× on the morning's run). Two things: that
 run's processes both spent ~25 ms compiling stale `.pyc` files (see 12),
 which the benchmark now does beforehand, so the same per-event difference is
 a larger share of shorter runs (ours 184 → 150 ms, the baseline 130 → 101
@@ -242,6 +244,36 @@ it needs. The benchmark byte-compiles the packages before any row: under
 `PYTHONDONTWRITEBYTECODE` an editable install recompiled every edited module
 in every process, which earlier runs timed.
 
+## The same rows in six full runs of this round's code
+
+The table above is the last of six full runs made this afternoon: 12:41,
+13:00, 13:05 and 13:08 with `TMPDIR=/var/tmp`; 13:10 and 13:14 with
+`TMPDIR=/tmp`, after creating a file in /var/tmp had climbed to ~240 µs
+against ~15 µs in /tmp (this round's own scratch stores filled its block
+group). The 12:41 run predates the review fixes, which put one `stat` per
+command back; nothing else on these paths changed between the runs. The rows
+that move from run to run:
+
+| row | 12:41 | 13:00 | 13:05 | 13:08 | 13:10 | 13:14 |
+| --- | --- | --- | --- | --- | --- | --- |
+| 1 | 2.45× | 4.03× | 2.57× | 5.08× | 3.40× | 2.23× |
+| 3a | 0.51× | 0.32× | 0.19× | 0.42× | 0.40× | 0.38× |
+| 3b (p99 wait) | 6.6 ms | 7.5 ms | 28.4 ms | 8.7 ms | 9.2 ms | 6.9 ms |
+| 3c | 1.34× | 1.22× | 1.07× | 1.61× | 1.79× | 1.42× |
+| 8 | 1.48× | 1.50× | 1.50× | 1.50× | 1.66× | 1.43× |
+| 8a | 1.42× | 2.18× | 1.52× | 2.48× | 2.09× | 1.03× |
+| 8c | 1.14× | 1.19× | 1.21× | 1.25× | 1.17× | 1.22× |
+| 9a | 2.48× | 2.41× | 2.33× | 3.11× | 2.39× | 2.29× |
+| 9b | 1.79× | 1.75× | 1.73× | 1.89× | 1.72× | 1.65× |
+| 9c | 1.78× | 1.72× | 1.65× | 1.78× | 1.71× | 1.92× |
+| 10 | 0.65× | 0.67× | 0.65× | 0.57× | 0.49× | 0.51× |
+| 12c | 1.45× | 1.45× | 1.49× | 1.52× | 1.48× | 1.46× |
+| 13c | 1.02× | 0.98× | 1.10× | 0.83× | 1.22× | 1.09× |
+
+Row 1 runs first and swings most; 9a, the same command measured later in
+each run, stays at 2.3–2.5× but once. 12a/12b read 1.14–1.21× in every run;
+12c passed in five of the six.
+
 ## Earlier rows against the previous full run (2026-11-26)
 
 Checked against that run's table and, where the ratio moved by more than
@@ -250,18 +282,19 @@ from this one, minutes apart, in one shell loop:
 
 - **2a, 4, 5, 6, 7** are within 10% of that run or better (2a 1.13× →
   ~1.07×, 4 1.31× → ~1.4×, 6 2.30× → ~2.3×).
-- **3a** (0.44× then) read 0.50–0.51× in today's full runs, but alternating
+- **3a** (0.44× then) read 0.19–0.51× over the six runs, and alternating
   runs gave 0.44/0.42× for the old tree and 0.40/0.32× for this one: this
   row swings more between runs than the code moves it.
-- **1** (2.22× then, 2.37–2.45× in today's full runs): alternating runs gave
-  2.20/2.24/2.29× for the old tree and 2.51/2.38/2.46× for this one (288–302
-  µs against 303–314 µs per command). About 5% more per command: the checks
-  issue 10 added to every command (R27's head record, R29's reference lock
-  and view check, the view policy read) cost more than this round's cuts
-  saved on the `sync` path, whose view swap (a file created and removed per
-  command, ~45 µs with the log fsync's share) dominates.
-- **2b** (0.14× then, ~0.2–0.27× now; still four times ahead of the
-  reference): a candidate append at 1,000 versions in a loop, with fsync,
+- **1** (2.22× then; 2.23× in the run above, 2.23–5.08× over the six):
+  alternating runs gave 2.20/2.24/2.29× for the old tree and 2.51/2.38/2.46×
+  for this one (288–302 µs against 303–314 µs per command). About 5% more
+  per command: the checks issue 10 added to every command (R27's head
+  record, R29's reference lock and view check, the view policy read) cost
+  more than this round's cuts saved on the `sync` path, whose view swap (a
+  file created and removed per command, ~45 µs with the log fsync's share)
+  dominates.
+- **2b** (0.14× then, 0.15–0.30× over the six runs; still ahead of the
+  reference by three times or more): a candidate append at 1,000 versions in a loop, with fsync,
   took ~990 µs from the old tree and ~1,450 µs from this one, five alternations
   each. The difference is R8 made exact (issue 10, item 20): a process sees
   bodies placed by anyone since its last command, so a folder whose mtime
@@ -272,13 +305,17 @@ from this one, minutes apart, in one shell loop:
   once either way; only a long-lived process adding candidates back to back
   pays it per append. 2a stays flat because both of its batches share that
   folder.
-- **3c** (1.95× then, 1.34–1.58× in today's full runs) divides our four-batch
-  throughput by our one-batch throughput; the spin above raised the one-batch
-  side (1,820/s then, ~2,500/s now) while the four-batch side stayed
-  (3,551/s then, ~3,300–4,000/s now, sinking by ~1,000/s over four
-  alternating runs of both trees: the disk, not the code).
-- **3b**'s p99 wait is judged against its target (≤ 50 ms): 6.3–7.8 ms now,
-  9.8 ms then (6.9–7.6 ms for the old tree in the alternating runs).
+- **3c** (1.95× then, 1.07–1.79× over the six runs) divides the four-batch
+  throughput by the one-batch throughput of the same run, and both sides
+  move with the disk. In the alternating runs the four-batch side read
+  4,372/s and 3,191/s from the old tree and 3,304/s and 2,200/s from this
+  one, in the order old, new, old, new: it sank by ~1,000/s from each run to
+  the next, as much as the difference between the trees, so those runs
+  cannot tell them apart. The one-batch side read 2,454/1,876/s (old) and
+  2,520/1,886/s (this one).
+- **3b**'s p99 wait is judged against its target (≤ 50 ms): 6.6–9.2 ms in
+  five of the six runs (28 ms in one), 9.8 ms then (6.9–7.6 ms for the old
+  tree in the alternating runs).
 - **8a** divides row 1's time by the SQLite peer's, which was 383 µs on that
-  day's disk and 190–240 µs since (see 8c above).
+  day's disk and 190–340 µs since (see 8c above): 1.03–2.48× today.
 """
