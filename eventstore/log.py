@@ -37,6 +37,8 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, NamedTuple
 
+import msgspec
+
 from eventstore.events import Event
 from eventstore.manifest import Fold, Manifest
 
@@ -56,6 +58,7 @@ __all__ = [
     "Stray",
     "command_more",
     "line_hash",
+    "line_seq",
     "mark_line",
     "open_log",
     "split_committed",
@@ -95,6 +98,22 @@ def _more(data: bytes, start: int, end: int) -> int:
         return 0
     digits = data[at + len(_MORE) : end - 1]
     return int(digits) if digits.isdigit() else 0
+
+
+class _SeqOnly(msgspec.Struct):
+    seq: int
+
+
+_seq_only = msgspec.json.Decoder(_SeqOnly)
+
+
+def line_seq(line: bytes) -> int:
+    """The ``seq`` of one log line, decoding nothing else.
+
+    Raises ``msgspec.DecodeError`` (or ``ValidationError``) for a line that
+    is not a log line.
+    """
+    return _seq_only.decode(line).seq
 
 
 def command_more(line: bytes) -> int:

@@ -86,6 +86,7 @@ from eventstore.log import (
     _more,
     command_more,
     line_hash,
+    line_seq,
     split_committed,
     split_complete,
 )
@@ -809,13 +810,6 @@ def _move_torn_tail(path: Path, offset: int, torn: bytes) -> None:
             os.close(fd)
 
 
-class _SeqOnly(msgspec.Struct):
-    seq: int
-
-
-_seq_decoder = msgspec.json.Decoder(_SeqOnly)
-
-
 def tail_seq(path: Path, batch_id: str) -> int:
     """The seq of the last complete line of ``path`` (0 when none), reading only its end."""
     seq = last_seq_or_none(path, batch_id)
@@ -854,7 +848,7 @@ def tail_head(path: Path, batch_id: str) -> tuple[int, str | None]:
 
 def _line_seq(line: bytes, path: Path, batch_id: str) -> int:
     try:
-        return _seq_decoder.decode(line).seq
+        return line_seq(line)
     except (msgspec.DecodeError, msgspec.ValidationError) as e:
         raise DamagedLog(
             f"{path}: last line unreadable ({e}); the log of batch {batch_id} is "

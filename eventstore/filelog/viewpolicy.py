@@ -49,7 +49,7 @@ import msgspec
 from eventstore.errors import InvalidInput
 from eventstore.events import Event, decode_lines
 from eventstore.filelog.fsio import fsync_dir, os_errors, replace_atomic, replace_unless_newer
-from eventstore.log import split_committed
+from eventstore.log import line_seq, split_committed
 from eventstore.manifest import Fold, Manifest, decode_manifest, encode_manifest
 
 __all__ = [
@@ -261,7 +261,7 @@ def tail_events(log: Path, after: int) -> list[Event] | None:
             if committed:
                 last = committed.rfind(b"\n", 0, len(committed) - 1) + 1
                 try:
-                    due = _seq_decoder.decode(committed[last:-1]).seq - after
+                    due = line_seq(committed[last:-1]) - after
                 except (msgspec.DecodeError, msgspec.ValidationError):
                     return None
                 if due <= 0:
@@ -288,13 +288,6 @@ def tail_events(log: Path, after: int) -> list[Event] | None:
         return None
     finally:
         os.close(fd)
-
-
-class _SeqOnly(msgspec.Struct):
-    seq: int
-
-
-_seq_decoder = msgspec.json.Decoder(_SeqOnly)
 
 
 def fold_from(manifest: Manifest, path: str) -> Fold:
