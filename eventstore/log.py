@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import msgspec
 
+from eventstore.errors import InvalidInput
 from eventstore.events import Event
 from eventstore.manifest import Fold, Manifest
 
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_LOCK_TIMEOUT",
+    "FEED_STARTS",
     "BodyLook",
     "EventLog",
     "Feed",
@@ -56,6 +58,7 @@ __all__ = [
     "RawLog",
     "SnapshotLook",
     "Stray",
+    "check_feed_start",
     "command_more",
     "line_hash",
     "line_seq",
@@ -114,6 +117,17 @@ def line_seq(line: bytes) -> int:
     is not a log line.
     """
     return _seq_only.decode(line).seq
+
+
+FEED_STARTS = ("now", "beginning")
+"""Where a feed without a position starts: after the last committed event, or before the first."""
+
+
+def check_feed_start(start: object) -> str:
+    """``start`` if it is one of :data:`FEED_STARTS`, else InvalidInput (nothing opened)."""
+    if start not in FEED_STARTS:
+        raise InvalidInput(f"start must be 'now' or 'beginning', not {start!r}", value=start)
+    return str(start)
 
 
 def command_more(line: bytes) -> int:

@@ -70,6 +70,7 @@ from eventstore.log import (
     LogSession,
     RawLog,
     Stray,
+    check_feed_start,
 )
 from eventstore.manifest import Fold, Manifest
 from eventstore.rules import body_version, seal_command
@@ -475,19 +476,18 @@ class MemoryLog(EventLog):
         warn: Callable[[str], None] | None = None,
     ) -> Feed:
         """A feed after ``position``; ``poll`` is accepted and ignored (commits wake it)."""
+        check_feed_start(start)
         if position is not None:
             positions = _decode_position(position, self.label)
         elif start == "beginning":
             positions = {}
-        elif start == "now":
+        else:  # "now"
             prefix = None if episode is None else episode + "_"
             positions = {}
             for batch in list(self._batches.values()):
                 head = batch.head
                 if head.seq and (prefix is None or batch.batch_id.startswith(prefix)):
                     positions[batch.batch_id] = (head.seq, batch.events[head.seq - 1].event_id)
-        else:
-            raise InvalidInput(f"start must be 'now' or 'beginning', not {start!r}", value=start)
         return _MemoryFeed(self, positions, episode, warn)
 
     def load_checkpoint(self, consumer: str) -> bytes | None:

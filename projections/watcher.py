@@ -66,7 +66,7 @@ from eventstore import DamagedStore, Event, InvalidInput
 from eventstore.backends import root_label
 from eventstore.events import EVENT_TYPES, utc_now
 from eventstore.layout import normalize_episode
-from eventstore.log import EventLog, Feed, FeedItem, open_log
+from eventstore.log import EventLog, Feed, FeedItem, check_feed_start, open_log
 
 __all__ = [
     "DURABLE_EVENTS",
@@ -179,8 +179,7 @@ class Watcher:
         self.types = None if types is None else frozenset(types)
         if self.types is not None and not self.types <= set(EVENT_TYPES):
             raise InvalidInput(f"unknown event types {sorted(self.types - set(EVENT_TYPES))}")
-        if start not in ("now", "beginning"):
-            raise InvalidInput(f"start must be 'now' or 'beginning', not {start!r}")
+        check_feed_start(start)
         if consumer is not None and not _CONSUMER_RE.fullmatch(consumer):
             raise InvalidInput(f"invalid consumer name {consumer!r}: use letters, digits, _ . -")
         self.episode = None if episode is None else normalize_episode(episode)

@@ -59,7 +59,7 @@ from eventstore.events import Event, decode_event
 from eventstore.filelog.core import tail_position
 from eventstore.filelog.paths import Layout
 from eventstore.layout import validate_batch_id
-from eventstore.log import Feed, FeedItem, split_committed
+from eventstore.log import Feed, FeedItem, check_feed_start, split_committed
 
 __all__ = ["READ_LIMIT", "RESCAN_SECONDS", "FileFeed", "event_ending_at", "open_feed"]
 
@@ -271,8 +271,7 @@ class FileFeed(Feed):
         poll: float | None = None,
         warn: Callable[[str], None] | None = None,
     ) -> None:
-        if start not in ("now", "beginning"):
-            raise InvalidInput(f"start must be 'now' or 'beginning', not {start!r}", value=start)
+        check_feed_start(start)
         self.layout = layout
         self.episode = episode
         self.poll = poll

@@ -40,7 +40,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from eventstore.errors import InvalidInput
-from eventstore.log import Feed, FeedItem
+from eventstore.log import Feed, FeedItem, check_feed_start
 from eventstore.pglog.core import NOTIFY_CHANNEL, _application_name
 
 if TYPE_CHECKING:
@@ -122,8 +122,7 @@ class PgFeed(Feed):
         poll: float | None = None,
         warn: Callable[[str], None] | None = None,
     ) -> None:
-        if start not in ("now", "beginning"):
-            raise InvalidInput(f"start must be 'now' or 'beginning', not {start!r}", value=start)
+        check_feed_start(start)
         self._log = log
         self._episode = episode
         self._poll = poll
