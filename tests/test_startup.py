@@ -149,6 +149,26 @@ def test_item1_a_closed_stderr_or_a_full_stdout_keeps_the_exit_code_meaningful(
         timeout=DEADLINE,
     )
     assert closed.returncode == 0
+    # Its error lines go nowhere then, never into the data on stdout.
+    refused = subprocess.run(
+        ["bash", "-c", 'exec 2>&- && exec "$@"', "bash", *base, "show", "nosuch", "--json"],
+        capture_output=False,
+        stdout=subprocess.PIPE,
+        env=env,
+        timeout=DEADLINE,
+    )
+    assert refused.returncode == 2 and refused.stdout == b"exit handler ran\n"  # ENTRY's own
+    # A closed stdout is refused before anything runs: the output would be lost.
+    no_stdout = subprocess.run(
+        ["bash", "-c", 'exec >&- && exec "$@"', "bash", *base, "ls"],
+        capture_output=False,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        timeout=DEADLINE,
+    )
+    assert no_stdout.returncode == 2
+    assert no_stdout.stderr.startswith("scenelog: error: standard output is closed")
     # A redirected stdout on a full disk (buffered, as outside this test run):
     # one line saying so and exit 4, not a traceback or Python's exit code 120.
     env.pop("PYTHONUNBUFFERED", None)
@@ -164,3 +184,11 @@ def test_item1_a_closed_stderr_or_a_full_stdout_keeps_the_exit_code_meaningful(
     assert done.returncode == 4, done.stderr
     lines = [line for line in done.stderr.splitlines() if line != "exit handler ran"]
     assert lines == ["scenelog: error: writing the output failed: No space left on device"]
+    # --help too (argparse ends it with SystemExit, which goes the same way).
+    with open("/dev/full", "wb") as full:
+        helped = subprocess.run(
+            [*base, "--help"], stdout=full, stderr=subprocess.PIPE, text=True, env=env,
+            timeout=DEADLINE,
+        )  # fmt: skip
+    assert helped.returncode == 4, helped.stderr
+    assert "Exception ignored" not in helped.stderr

@@ -34,7 +34,14 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from projections.cli.context import Context
-from projections.cli.errors import EXIT_DAMAGED, EXIT_NO, EXIT_OK, UsageError, outcome
+from projections.cli.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_DAMAGED,
+    EXIT_NO,
+    EXIT_OK,
+    UsageError,
+    outcome,
+)
 from projections.cli.table import SUBCOMMANDS
 
 __all__ = ["build_parser", "cli", "main", "parse_command_line"]
@@ -205,6 +212,8 @@ def cli(*argv: str, out: Any = None, err: Any = None) -> int:
     """
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
+    if err is None:  # started with stderr closed (`2>&-`): messages go nowhere, not to stdout
+        err = _Nowhere()
     try:
         args = parse_command_line(list(argv))
         if args.command is None:
@@ -212,18 +221,45 @@ def cli(*argv: str, out: Any = None, err: Any = None) -> int:
         return int(args.run_command(Context(args, out, err), args))
     except (Exception, KeyboardInterrupt) as e:
         result = outcome(e)
-        if result.traceback and "--debug" in _own_words(argv):
-            import traceback  # only with --debug (issue 15: start-up)
+        with contextlib.suppress(OSError, ValueError):  # the exit code is the answer
+            if result.traceback and "--debug" in _own_words(argv):
+                import traceback  # only with --debug (issue 15: start-up)
 
-            traceback.print_exc(file=err)
-        if result.line is not None:
-            print(result.line, file=err)
+                traceback.print_exc(file=err)
+            if result.line is not None:
+                print(result.line, file=err)
         return result.code
 
 
+class _Nowhere:
+    """A text stream that drops what it is given (for a standard stream that is closed)."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        return None
+
+
 def main(argv: Sequence[str] | None = None) -> NoReturn:
-    """Console entry point: run the command, then end the process (:func:`_end`)."""
-    code = cli(*(sys.argv[1:] if argv is None else argv))
+    """Console entry point: run the command, then end the process (:func:`_end`).
+
+    Started with stdout closed (``>&-``), it refuses before doing anything:
+    the output would be lost and the command would look like it worked.
+    """
+    if sys.stdout is None:
+        if sys.stderr is not None:
+            with contextlib.suppress(OSError, ValueError):
+                print(
+                    "scenelog: error: standard output is closed; redirect it to /dev/null "
+                    "to discard what the command prints",
+                    file=sys.stderr,
+                )
+        _end(EXIT_BAD_INPUT)
+    try:
+        code = cli(*(sys.argv[1:] if argv is None else argv))
+    except SystemExit as e:  # --help, --version and argparse's own errors
+        code = e.code if isinstance(e.code, int) else (EXIT_OK if e.code is None else 2)
     try:
         _flush(sys.stdout)
     except (OSError, ValueError) as e:  # e.g. the disk holding a redirected stdout is full
