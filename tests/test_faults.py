@@ -262,3 +262,37 @@ def test_garbage_body_is_a_damaged_store(store: SceneVersionStore, ready: Path) 
         store.revert(B, 1)
     assert f"{B}.json" in str(info.value)
     assert len(check_batch(ready, B)) == 3
+
+
+def test_an_error_right_after_locking_leaves_no_lock_held(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A stat refused right after the POSIX lock was taken (the check of the lock
+    # file against its path): the command fails, and nothing stays held — not
+    # the thread lock, not the POSIX lock another process would wait on.
+    from eventstore.filelog import lock as lock_module
+
+    sidecar = tmp_path / "ep_001_BATCH_003.lock"
+
+    def refused(self: object) -> bool:
+        raise PermissionError(errno.EACCES, "Permission denied", str(sidecar))
+
+    monkeypatch.setattr(lock_module._SidecarLock, "is_current", refused)
+    with pytest.raises(StoreIOError), lock_module.batch_lock(sidecar, timeout=1):
+        pass
+    monkeypatch.undo()
+    other = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys\nf = open(sys.argv[1], 'a')\n"
+            "fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)\nprint('locked')",
+            str(sidecar),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+    )
+    assert other.stdout == "locked\n", other.stderr
+    with lock_module.batch_lock(sidecar, timeout=1):  # and this process takes it again
+        pass

@@ -42,6 +42,7 @@ reason: a child does not own its parent's locks.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import threading
@@ -292,6 +293,7 @@ def _acquire(
     thread_lock, process_lock = entry.thread_lock, entry.sidecar
     if not thread_lock.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
         raise _timeout_error(path, timeout, batch_id)
+    holding = True  # this call holds ``thread_lock`` (released once, here or by the caller)
     try:
         # Another spelling of the same folder reaches the same sidecar: check it
         # through the spelling in use now (an older one may no longer resolve).
@@ -314,10 +316,12 @@ def _acquire(
                             and time.monotonic() < deadline
                         ):
                             if _identity(path) != key:
+                                holding = False
                                 thread_lock.release()
                                 return False
                             process_lock.reopen()  # the sidecar was deleted or replaced
                             continue
+                    current = got and process_lock.is_current()
             except threading.ThreadError as e:
                 raise StoreIOError(
                     f"cannot lock {path}: {e}; the filesystem must support POSIX locks",
@@ -325,16 +329,23 @@ def _acquire(
                 ) from e
             if not got:
                 raise _timeout_error(path, timeout, batch_id)
-            if process_lock.is_current():
+            if current:
                 return True
             # The sidecar was deleted or replaced while we waited: lock the new one.
             process_lock.release_now()
             if _identity(path) != key:
+                holding = False
                 thread_lock.release()
                 return False
             process_lock.reopen()
     except BaseException:
-        if thread_lock.locked():
+        # Whatever went wrong after the POSIX lock was taken (a stat refused,
+        # an interrupt), nothing stays held: the lock would otherwise outlive
+        # the command until this process next locked the batch or exited.
+        if process_lock.acquired:
+            with contextlib.suppress(Exception):
+                process_lock.release_now()
+        if holding:
             thread_lock.release()
         raise
 
