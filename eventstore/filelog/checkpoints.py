@@ -94,13 +94,9 @@ def _path(layout: Layout, consumer: str, suffix: str) -> Path:
 def load(layout: Layout, consumer: str) -> bytes | None:
     """The consumer's checkpoint bytes, None when it has none; DamagedStore if not JSON."""
     path = _path(layout, consumer, ".json")
-    try:
-        data = path.read_bytes()
-    except (FileNotFoundError, NotADirectoryError):
+    data = _read_if_present(path)
+    if data is None:
         return None
-    except OSError:
-        with os_errors(path, "read"):
-            raise
     try:
         parsed = json.loads(data)
         if not isinstance(parsed, dict):
@@ -114,19 +110,26 @@ def load(layout: Layout, consumer: str) -> bytes | None:
     return _journal_last(_path(layout, consumer, ".journal"), data) or data
 
 
+def _read_if_present(path: Path) -> bytes | None:
+    """The file's bytes; None when it does not exist; StoreIOError when it cannot be read."""
+    try:
+        return path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError:
+        with os_errors(path, "read"):
+            raise
+
+
 def _base_line(data: bytes) -> bytes:
     return b'{"base":"%s"}\n' % hashlib.sha256(data).hexdigest().encode()
 
 
 def _journal_last(path: Path, base: bytes) -> bytes | None:
     """The journal's last checkpoint after its mark for ``base``; None when there is none."""
-    try:
-        journal = path.read_bytes()
-    except (FileNotFoundError, NotADirectoryError):
+    journal = _read_if_present(path)
+    if journal is None:
         return None
-    except OSError:
-        with os_errors(path, "read"):
-            raise
     mark = _base_line(base)
     at = journal.rfind(mark)
     if at < 0 or (at and journal[at - 1 : at] != b"\n"):
@@ -158,12 +161,9 @@ def _drop_journal(path: Path) -> None:
         path.unlink()
 
 
-def _append(path: Path, base: Path, data: bytes, key: str | None = None) -> bool:
-    """Append ``data`` to the journal after a mark of ``base``; False: save durably.
-
-    ``key`` is ``_key(path)`` when the caller has it (a watcher saves per event).
-    """
-    key = key or _key(path)
+def _append(path: Path, base: Path, data: bytes) -> bool:
+    """Append ``data`` to the journal after a mark of ``base``; False: save durably."""
+    key = _key(path)
     found = _journals.get(key)  # one writer per consumer (the claim): no race on the entry
     if found is None:
         try:
@@ -200,13 +200,6 @@ def _key(path: Path) -> str:
     return str(path)
 
 
-@functools.lru_cache(maxsize=256)
-def _save_paths(layout: Layout, consumer: str) -> tuple[Path, Path, str]:
-    """The checkpoint, its journal and the journal's key: one lookup per save."""
-    journal = _path(layout, consumer, ".journal")
-    return _path(layout, consumer, ".json"), journal, _key(journal)
-
-
 def save(layout: Layout, consumer: str, data: bytes, *, durable: bool = True) -> None:
     """Save the consumer's checkpoint ``data``, atomically (and durably by default).
 
@@ -216,12 +209,13 @@ def save(layout: Layout, consumer: str, data: bytes, *, durable: bool = True) ->
     no mark of the new file, which is ignored). Power loss: the last durable
     save or a later one.
     """
-    path, journal, key = _save_paths(layout, consumer)
+    path = _path(layout, consumer, ".json")
+    journal = _path(layout, consumer, ".journal")
     if b"\n" in data:
         data = json.dumps(json.loads(data), separators=(",", ":")).encode()  # one line
     if not durable:
         try:
-            if _append(journal, path, data, key):
+            if _append(journal, path, data):
                 return
         except OSError:
             with os_errors(journal, "write"):

@@ -307,32 +307,21 @@ def _acquire(
             try:
                 with os_errors(path, "lock"):
                     got = process_lock.try_now()
-                    if not got:
-                        if process_lock.is_current():
-                            got = _spin(process_lock, deadline) or _wait(process_lock, deadline)
-                        if (
-                            not got
-                            and not process_lock.is_current()
-                            and time.monotonic() < deadline
-                        ):
-                            if _identity(path) != key:
-                                holding = False
-                                thread_lock.release()
-                                return False
-                            process_lock.reopen()  # the sidecar was deleted or replaced
-                            continue
-                    current = got and process_lock.is_current()
+                    if not got and process_lock.is_current():
+                        got = _spin(process_lock, deadline) or _wait(process_lock, deadline)
+                    current = process_lock.is_current()
             except threading.ThreadError as e:
                 raise StoreIOError(
                     f"cannot lock {path}: {e}; the filesystem must support POSIX locks",
                     path=str(path),
                 ) from e
-            if not got:
-                raise _timeout_error(path, timeout, batch_id)
-            if current:
+            if got and current:
                 return True
-            # The sidecar was deleted or replaced while we waited: lock the new one.
-            process_lock.release_now()
+            if got:
+                process_lock.release_now()  # it was a deleted or replaced sidecar
+            elif current or time.monotonic() >= deadline:
+                raise _timeout_error(path, timeout, batch_id)
+            # The sidecar was deleted or replaced: lock the file at the path now.
             if _identity(path) != key:
                 holding = False
                 thread_lock.release()

@@ -36,7 +36,6 @@ from typing import Any, NoReturn
 from projections.cli.context import Context
 from projections.cli.errors import (
     EXIT_BAD_INPUT,
-    EXIT_DAMAGED,
     EXIT_NO,
     EXIT_OK,
     UsageError,
@@ -265,10 +264,11 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     except (OSError, ValueError) as e:  # e.g. the disk holding a redirected stdout is full
         _discard(sys.stdout)  # what could not be written is dropped, not retried at exit
         if code in (EXIT_OK, EXIT_NO):  # else the command has said what went wrong
-            code = EXIT_DAMAGED
-            if sys.stderr is not None:
+            result = outcome(e)
+            code = result.code
+            if sys.stderr is not None and result.line is not None:
                 with contextlib.suppress(OSError, ValueError):
-                    print(f"scenelog: error: writing the output failed: {e}", file=sys.stderr)
+                    print(result.line, file=sys.stderr)
     _end(code)
 
 
