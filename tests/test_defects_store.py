@@ -484,6 +484,70 @@ def test_item20_r8_an_orphan_placed_while_a_process_runs_is_skipped(
     assert store.write_scene_candidate(B, scene(shots=11)) == 46
 
 
+def test_r8_a_long_lived_writer_follows_the_folder_without_listing_it_each_time(
+    root: Path, scenes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process adding candidates back to back keeps R8 exact through inotify:
+    bodies placed, renamed in, linked, removed or renamed away by anyone are
+    seen by its next command, and it no longer lists the folder per append."""
+    from eventstore.filelog import numbering
+
+    listed: list[str] = []
+    real_listdir = os.listdir
+
+    def counting_listdir(path: Any) -> list[str]:
+        listed.append(str(path))
+        return real_listdir(path)
+
+    monkeypatch.setattr(numbering.os, "listdir", counting_listdir)
+    store = SceneVersionStore("show", 1, root=root)
+    for shots in range(1, 31):
+        store.write_scene_candidate(B, scene(shots=shots))
+    assert len(listed) <= 3, listed  # the first listing, then one taken with the watch
+    version = 30
+
+    def add() -> int:
+        nonlocal version
+        version = store.write_scene_candidate(B, scene(shots=version + 1))
+        return version
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    orphan(scenes, 40)
+    assert add() == 41  # written in place
+    (outside / "x.json").write_bytes(scene(shots=7).to_json())
+    os.rename(outside / "x.json", scenes / f"{B}.v050.json")
+    assert add() == 51  # renamed in
+    (outside / "y.json").write_bytes(scene(shots=7).to_json())
+    os.link(outside / "y.json", scenes / f"{B}.v060.json")
+    assert add() == 61  # linked in
+    orphan(scenes, 70)
+    (scenes / f"{B}.v070.json").unlink()
+    assert add() == 62  # placed and removed again: nothing above the log
+    orphan(scenes, 80)
+    os.rename(scenes / f"{B}.v080.json", outside / "z.json")
+    assert add() == 63  # renamed away
+    orphan(scenes, 1200)
+    assert add() == 1201  # past three digits
+    listings_so_far = len(listed)
+
+    # More changes than inotify queues (an overflow): the folder is listed again.
+    limit = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
+    for i in range(limit + 100):
+        os.close(os.open(scenes / f"junk{i}", os.O_CREAT | os.O_WRONLY, 0o644))
+    orphan(scenes, 1300)
+    assert add() == 1301
+    assert len(listed) == listings_so_far + 1, listed
+
+    # The folder swapped for a copy with an orphan more: another folder, listed afresh.
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-a", str(scenes), str(copy)], check=True, timeout=DEADLINE)
+    orphan(copy, 1400)
+    os.rename(scenes, tmp_path / "old")
+    os.rename(copy, scenes)
+    assert add() == 1401
+
+
 # ── item 22 (part): a BOM and the reference's NaN ────────────────────────────
 
 

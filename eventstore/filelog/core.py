@@ -213,7 +213,7 @@ class _State:
         self.folds: dict[_Key, _Cached] = {}
         self.heads_guard = threading.Lock()
         self.head_fds: dict[str, int] = {}
-        self.listings: numbering.Listings = {}
+        self.listings: numbering.Listings | None = None  # made by the first writer
         self.scene_ids: dict[tuple[int, int], tuple[tuple[int, int, int], str]] = {}
         self.views: views.Written = {}
         self.policies: viewpolicy.PolicyMemory = {}
@@ -237,7 +237,11 @@ class _State:
             self.folds.pop(key, None)
 
     def close(self) -> None:
-        """Close the head records this state holds open."""
+        """Close the head records and the folder watches this state holds open."""
+        listings = self.listings
+        if listings is not None:
+            with listings.guard:
+                listings.close()
         with self.heads_guard:
             for fd in self.head_fds.values():
                 with contextlib.suppress(OSError):
@@ -286,7 +290,12 @@ class _FileSession(LogSession):
     def highest_body_version(self) -> int:
         from eventstore.filelog import numbering  # writers only (issue 15: start-up)
 
-        return numbering.highest_on_disk(self._paths, self._state.listings)
+        state = self._state
+        if state.listings is None:
+            with state.guard:
+                if state.listings is None:
+                    state.listings = numbering.Listings()
+        return numbering.highest_on_disk(self._paths, state.listings)
 
     def body_exists(self, name: str) -> bool:
         return self._paths.artifact(name).exists()

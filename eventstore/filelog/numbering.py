@@ -4,8 +4,9 @@ Invariants:
 - Exact at the moment of the call, in every process: the scenes folder is
   listed unless a listing of it is known to be current — its mtime unchanged
   and older than the clock's granularity when the listing began (see
-  :func:`_list_folder`) — so a body placed by anyone while a process runs is
-  seen by that process's next command.
+  :func:`_list_folder`), or, in a process that lists a folder a second time,
+  kept up to date by inotify (see :class:`Listings`) — so a body placed by
+  anyone while a process runs is seen by that process's next command.
 - Listings are keyed on the folder's identity (device, inode), never its
   spelling (R23), and held by the FileLog that asked (:class:`Listings`, at
   most ``LIMIT`` folders), never by the module.
@@ -16,8 +17,10 @@ from __future__ import annotations
 import os
 import re
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from eventstore.filelog.paths import BatchPaths
 
@@ -26,6 +29,9 @@ __all__ = ["LIMIT", "Listings", "highest_on_disk"]
 LIMIT = 4096
 """Scenes folders whose listing one FileLog keeps."""
 
+_BODY_NAME = re.compile(r"(.+)\.v([1-9][0-9]{3,}|[0-9]{3})\.json")
+"""A body's name as :meth:`_Listing.highest_of` counts it: batch id, version."""
+
 
 class _Listing:
     """One listing of a scenes folder: its names, and the folder's mtime when listed.
@@ -33,16 +39,18 @@ class _Listing:
     ``trusted`` says the mtime was older than the clock's granularity before
     the listing began, so any later change of the folder's entries gets a
     different mtime; an untrusted listing serves only the command that made it.
+    ``watch`` is the inotify watch that keeps the names current (None: none).
     (A plain class: a dataclass costs every command's start-up, issue 15.)
     """
 
-    __slots__ = ("highest", "mtime_ns", "names", "trusted")
+    __slots__ = ("highest", "mtime_ns", "names", "trusted", "watch")
 
     def __init__(self, mtime_ns: int, trusted: bool, names: str) -> None:
         self.mtime_ns = mtime_ns
         self.trusted = trusted
         self.names = names
         self.highest: dict[str, int] = {}
+        self.watch: int | None = None
 
     def highest_of(self, batch_id: str) -> int:
         known = self.highest.get(batch_id)
@@ -60,9 +68,128 @@ class _Listing:
             self.highest[batch_id] = known
         return known
 
+    def added(self, name: str) -> None:
+        if "\n" + name + "\n" in self.names:
+            return  # renamed over an entry of the same name
+        self.names += name + "\n"
+        body = _BODY_NAME.fullmatch(name)
+        if body is not None:
+            known = self.highest.get(body[1])
+            if known is not None:
+                self.highest[body[1]] = max(known, int(body[2]))
 
-Listings = dict[tuple[int, int], _Listing]
-"""Listings of scenes folders, by the folder's (device, inode)."""
+    def removed(self, name: str) -> None:
+        self.names = self.names.replace("\n" + name + "\n", "\n", 1)
+        body = _BODY_NAME.fullmatch(name)
+        if body is not None:
+            self.highest.pop(body[1], None)  # counted again from the names when asked
+
+
+# inotify(7): the events that change a folder's names, and the watch's own end.
+_IN_MOVED_FROM, _IN_MOVED_TO, _IN_CREATE, _IN_DELETE = 0x40, 0x80, 0x100, 0x200
+_IN_DELETE_SELF, _IN_MOVE_SELF, _IN_UNMOUNT = 0x400, 0x800, 0x2000
+_IN_Q_OVERFLOW, _IN_IGNORED, _IN_ONLYDIR = 0x4000, 0x8000, 0x01000000
+_IN_NONBLOCK, _IN_CLOEXEC = os.O_NONBLOCK, os.O_CLOEXEC
+_WATCH_MASK = (
+    _IN_MOVED_FROM | _IN_MOVED_TO | _IN_CREATE | _IN_DELETE | _IN_DELETE_SELF | _IN_MOVE_SELF
+)
+_GONE = _IN_DELETE_SELF | _IN_MOVE_SELF | _IN_UNMOUNT | _IN_IGNORED
+
+
+class Listings:
+    """The scenes folders one FileLog has listed, by (device, inode).
+
+    A process that lists the same folder a second time (a long-lived writer
+    adding candidates back to back: every body it writes changes the folder's
+    mtime) asks inotify to report the folder's changes from then on, and lists
+    it once more: from there each command reads the pending events (one
+    ``read`` that usually finds none) instead of listing thousands of names.
+    The events are queued by the kernel inside the call that creates, renames
+    or removes an entry, so the names stay exact. A lost watch (folder removed
+    or moved, queue overflow, the ``LIMIT``) drops the listings it served:
+    the next command lists again. Where inotify is missing or refuses (no
+    ctypes, ``max_user_instances`` reached) the mtime rule alone serves.
+    ctypes is loaded only then (~2 ms), never by a one-shot command.
+    """
+
+    def __init__(self) -> None:
+        self.guard = threading.Lock()
+        self.by_folder: dict[tuple[int, int], _Listing] = {}
+        self._fd = -1  # the inotify instance; -2: unavailable in this process
+        self._add_watch: Any = None
+        self._watched: dict[int, tuple[int, int]] = {}  # watch → folder key
+
+    def close(self) -> None:
+        """Close the inotify instance (its watches go with it)."""
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
+        for key in self._watched.values():
+            self.by_folder.pop(key, None)
+        self._watched.clear()
+
+    def _inotify(self) -> int:
+        if self._fd == -1:
+            try:
+                import ctypes
+
+                libc = ctypes.CDLL(None, use_errno=True)
+                fd = libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
+                self._add_watch = libc.inotify_add_watch
+                self._fd = fd if fd >= 0 else -2
+            except (OSError, AttributeError):
+                self._fd = -2
+        return self._fd
+
+    def watch(self, folder: Path) -> int | None:
+        """A watch on ``folder``'s names from now on; None when none can be had."""
+        fd = self._inotify()
+        if fd < 0:
+            return None
+        wd = self._add_watch(fd, os.fsencode(folder), _WATCH_MASK | _IN_ONLYDIR)
+        return int(wd) if wd >= 0 else None
+
+    def drain(self) -> None:
+        """Apply every change inotify has queued to the listings it serves."""
+        try:
+            data = os.read(self._fd, 65536)
+        except BlockingIOError:
+            return
+        while data:
+            offset = 0
+            while offset + 16 <= len(data):
+                wd = int.from_bytes(data[offset : offset + 4], sys.byteorder, signed=True)
+                mask = int.from_bytes(data[offset + 4 : offset + 8], sys.byteorder)
+                size = int.from_bytes(data[offset + 12 : offset + 16], sys.byteorder)
+                raw = data[offset + 16 : offset + 16 + size].rstrip(b"\0")
+                offset += 16 + size
+                if mask & _IN_Q_OVERFLOW:
+                    self.close()  # events were lost: every watched folder is listed again
+                    return
+                key = self._watched.get(wd)
+                listing = self.by_folder.get(key) if key is not None else None
+                if listing is None:
+                    continue
+                if mask & _GONE:
+                    self._watched.pop(wd, None)
+                    self.by_folder.pop(key, None)  # type: ignore[arg-type]
+                elif mask & (_IN_CREATE | _IN_MOVED_TO):
+                    listing.added(os.fsdecode(raw))
+                elif mask & (_IN_DELETE | _IN_MOVED_FROM):
+                    listing.removed(os.fsdecode(raw))
+            try:
+                data = os.read(self._fd, 65536)
+            except BlockingIOError:
+                return
+
+    def keep(self, key: tuple[int, int], listing: _Listing) -> None:
+        if len(self.by_folder) >= LIMIT:
+            self.close()
+            self.by_folder.clear()
+        self.by_folder[key] = listing
+        if listing.watch is not None:
+            self._watched[listing.watch] = key
+
 
 _COARSE_CLOCK = getattr(time, "CLOCK_REALTIME_COARSE", 5 if sys.platform == "linux" else None)
 
@@ -78,7 +205,7 @@ def _clock_ns() -> tuple[int, int]:
     return time.time_ns(), 10_000_000
 
 
-def _list_folder(folder: Path, listings: Listings) -> _Listing:
+def _list_folder(folder: Path, listings: Listings, watched: bool) -> _Listing | None:
     """List ``folder`` now; trust the listing later only while its mtime stays put.
 
     The clock is read before the folder's mtime and the mtime before its
@@ -86,20 +213,26 @@ def _list_folder(folder: Path, listings: Listings) -> _Listing:
     clock, so it moves the mtime away from the one recorded, provided that
     mtime is older than the clock by the timestamp granularity. A filesystem
     whose stamps look coarse (whole milliseconds) gets a 2 s margin.
+
+    ``watched``: take an inotify watch first, so no change between the
+    listing and the watch goes unseen; it serves only if the folder is the
+    same one (device, inode) before the watch and after the listing.
     """
     now, granularity = _clock_ns()
     try:
-        st = os.stat(folder)
+        before = os.stat(folder)
+        wd = listings.watch(folder) if watched else None
         names = os.listdir(folder)
+        st = os.stat(folder) if wd is not None else before
     except (FileNotFoundError, NotADirectoryError):
-        return _Listing(0, False, "")
+        return None
     mtime = st.st_mtime_ns
     if mtime % 1_000_000 == 0:
         granularity = 2_000_000_000
     listing = _Listing(mtime, mtime + granularity <= now, "\n" + "\n".join(names) + "\n")
-    if len(listings) >= LIMIT:
-        listings.clear()
-    listings[(st.st_dev, st.st_ino)] = listing
+    if wd is not None and (st.st_dev, st.st_ino) == (before.st_dev, before.st_ino):
+        listing.watch = wd
+    listings.keep((st.st_dev, st.st_ino), listing)
     return listing
 
 
@@ -109,7 +242,16 @@ def highest_on_disk(paths: BatchPaths, listings: Listings) -> int:
         st = os.stat(paths.scenes_dir)
     except (FileNotFoundError, NotADirectoryError):
         return 0
-    listing = listings.get((st.st_dev, st.st_ino))
-    if listing is None or not listing.trusted or listing.mtime_ns != st.st_mtime_ns:
-        listing = _list_folder(paths.scenes_dir, listings)
-    return listing.highest_of(paths.batch_id)
+    key = (st.st_dev, st.st_ino)
+    with listings.guard:
+        listing = listings.by_folder.get(key)
+        if listing is not None and listing.watch is not None:
+            listings.drain()
+            listing = listings.by_folder.get(key)
+            if listing is not None and listing.watch is not None:
+                return listing.highest_of(paths.batch_id)
+        if listing is None or not listing.trusted or listing.mtime_ns != st.st_mtime_ns:
+            listing = _list_folder(paths.scenes_dir, listings, watched=listing is not None)
+            if listing is None:
+                return 0
+        return listing.highest_of(paths.batch_id)
