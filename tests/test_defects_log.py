@@ -5,7 +5,9 @@ Multi-process tests start real processes (fork) and stop them under a deadline.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import gc
 import hashlib
 import json
 import multiprocessing
@@ -557,6 +559,50 @@ def test_item18_open_sidecars_are_bounded_in_process(tmp_path: Path) -> None:
         with log.session(f"ep_001_BATCH_{i:03d}"):
             pass
     assert len(os.listdir("/proc/self/fd")) - before <= 100  # 64 sidecars at most, not 399
+
+
+def test_item18_many_stores_in_one_process_share_one_inotify_and_give_their_fds_back(
+    tmp_path: Path,
+) -> None:
+    """300 stores (a server holding many projects), each a long-lived writer whose
+    folder R8 follows with inotify: one inotify instance for the process (they are
+    counted per user, 128 by default, and watchers need theirs), and the fds of a
+    store that is dropped are closed."""
+
+    def fds() -> list[str]:
+        targets = []
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(FileNotFoundError):  # the listing's own fd, closed
+                targets.append(os.readlink(f"/proc/self/fd/{fd}"))
+        return targets
+
+    def inotify() -> int:
+        return sum(1 for target in fds() if "inotify" in target)
+
+    for i in range(300):
+        store = SceneVersionStore(PROJECT, 1, root=tmp_path / f"r{i}")
+        for shots in range(1, 4):
+            store.write_scene_candidate(BATCH, scene(shots=shots))
+        # Another process places an orphan: this long-lived writer skips it.
+        (tmp_path / f"r{i}" / PROJECT / "ep_001" / "scenes" / f"{BATCH}.v009.json").write_bytes(
+            scene(shots=9).to_json()
+        )
+        assert store.write_scene_candidate(BATCH, scene(shots=10)) == 10
+        assert inotify() == 1
+    del store
+
+    # A log dropped without forget() closes its head records and kept logs.
+    def held_here() -> list[str]:
+        mine = str(tmp_path / "dropped")
+        return [t for t in fds() if t.startswith(mine) and not t.endswith(".lock")]
+
+    log = FileLog(Layout.of(PROJECT, tmp_path / "dropped"))
+    with log.session(BATCH) as session:
+        session.append([appended(1)])
+    assert len(held_here()) == 2  # its head record and its log, kept for the next command
+    del log, session
+    gc.collect()
+    assert held_here() == []
 
 
 # --- item 11, write side (R27): the head is recorded at each commit --------------------

@@ -490,8 +490,6 @@ def test_r8_a_long_lived_writer_follows_the_folder_without_listing_it_each_time(
     """A process adding candidates back to back keeps R8 exact through inotify:
     bodies placed, renamed in, linked, removed or renamed away by anyone are
     seen by its next command, and it no longer lists the folder per append."""
-    from eventstore.filelog import numbering
-
     listed: list[str] = []
     real_listdir = os.listdir
 
@@ -499,7 +497,7 @@ def test_r8_a_long_lived_writer_follows_the_folder_without_listing_it_each_time(
         listed.append(str(path))
         return real_listdir(path)
 
-    monkeypatch.setattr(numbering.os, "listdir", counting_listdir)
+    monkeypatch.setattr(os, "listdir", counting_listdir)
     store = SceneVersionStore("show", 1, root=root)
     for shots in range(1, 31):
         store.write_scene_candidate(B, scene(shots=shots))

@@ -155,29 +155,21 @@ def test_item7_r26_verify_is_exact_next_to_three_busy_writers(
 
 
 PAUSED_WRITER = """
-    import contextlib, sys
+    import sys
     from eventstore import SceneVersionStore
-    from eventstore.filelog import FileLog
+    from eventstore.filelog.core import _FileSession
     from tests.helpers import scene
 
-    real_session = FileLog.session
+    real_append = _FileSession.append
 
-    @contextlib.contextmanager
-    def session(self, batch_id, **options):
-        with real_session(self, batch_id, **options) as locked:
-            real_append = locked.append
+    def append(self, events):
+        # The body is on disk (R9), the lock held, the event not yet written:
+        # the command stays in flight until the test says go.
+        print("body written", flush=True)
+        sys.stdin.readline()
+        return real_append(self, events)
 
-            def append(events):
-                # The body is on disk (R9), the lock held, the event not yet written:
-                # the command stays in flight until the test says go.
-                print("body written", flush=True)
-                sys.stdin.readline()
-                return real_append(events)
-
-            locked.append = append
-            yield locked
-
-    FileLog.session = session
+    _FileSession.append = append
     SceneVersionStore("show", 1, root=sys.argv[1]).write_scene_candidate(
         "ep_001_BATCH_003", scene(shots=7)
     )

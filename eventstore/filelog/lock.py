@@ -90,14 +90,20 @@ os.register_at_fork(after_in_child=_reset_after_fork)
 class _SidecarLock(fasteners.InterProcessLock):  # type: ignore[misc]
     """A fasteners lock whose sidecar stays open while the process runs."""
 
+    identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the open sidecar
+
     def _do_open(self) -> None:
         if self.lockfile is None or self.lockfile.closed:
             super()._do_open()
+            # An open file's identity never changes: taken once, not per check.
+            held = os.fstat(self.lockfile.fileno())
+            self.identity = (held.st_dev, held.st_ino)
 
     def _do_close(self) -> None:
         pass  # unlocking is enough; closing would cost an open next time
 
     def reopen(self) -> None:
+        self.identity = None
         super()._do_close()
 
     def try_now(self) -> bool:
@@ -128,14 +134,14 @@ class _SidecarLock(fasteners.InterProcessLock):  # type: ignore[misc]
 
     def is_current(self) -> bool:
         """Whether the open sidecar is still the file at the path."""
-        if self.lockfile is None or self.lockfile.closed:
+        identity = self.identity
+        if identity is None or self.lockfile is None or self.lockfile.closed:
             return False
         try:
             on_disk = os.stat(self.path)
         except FileNotFoundError:
             return False
-        held = os.fstat(self.lockfile.fileno())
-        return (held.st_dev, held.st_ino) == (on_disk.st_dev, on_disk.st_ino)
+        return identity == (on_disk.st_dev, on_disk.st_ino)
 
 
 class _Entry:

@@ -14,11 +14,13 @@ Invariants:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +45,7 @@ class _Listing:
     (A plain class: a dataclass costs every command's start-up, issue 15.)
     """
 
-    __slots__ = ("highest", "mtime_ns", "names", "trusted", "watch")
+    __slots__ = ("__weakref__", "highest", "mtime_ns", "names", "trusted", "watch")
 
     def __init__(self, mtime_ns: int, trusted: bool, names: str) -> None:
         self.mtime_ns = mtime_ns
@@ -89,11 +91,104 @@ class _Listing:
 _IN_MOVED_FROM, _IN_MOVED_TO, _IN_CREATE, _IN_DELETE = 0x40, 0x80, 0x100, 0x200
 _IN_DELETE_SELF, _IN_MOVE_SELF, _IN_UNMOUNT = 0x400, 0x800, 0x2000
 _IN_Q_OVERFLOW, _IN_IGNORED, _IN_ONLYDIR = 0x4000, 0x8000, 0x01000000
-_IN_NONBLOCK, _IN_CLOEXEC = os.O_NONBLOCK, os.O_CLOEXEC
 _WATCH_MASK = (
     _IN_MOVED_FROM | _IN_MOVED_TO | _IN_CREATE | _IN_DELETE | _IN_DELETE_SELF | _IN_MOVE_SELF
 )
 _GONE = _IN_DELETE_SELF | _IN_MOVE_SELF | _IN_UNMOUNT | _IN_IGNORED
+
+
+class _Notify:
+    """The process's one inotify instance, shared by every FileLog's listings.
+
+    One per process, not one per FileLog: inotify instances are counted per
+    user (``max_user_instances``, 128 by default), and a server holding many
+    projects must not take them from the watchers on its host. The instance
+    is a process resource like the lock table (eventstore.filelog.lock); what
+    each FileLog knows stays in its own :class:`Listings`. A forked child
+    starts without it. Every watched listing is read and changed only under
+    ``guard``.
+    """
+
+    def __init__(self) -> None:
+        self.guard = threading.Lock()
+        self.fd = -1  # -2: inotify unavailable in this process
+        self._add_watch: Any = None
+        self._rm_watch: Any = None
+        self.listeners: dict[int, weakref.WeakSet[_Listing]] = {}
+
+    def watch(self, folder: Path) -> int | None:
+        """A watch on ``folder``'s names from now on; None when none can be had."""
+        if self.fd == -1:
+            try:
+                import ctypes
+
+                libc = ctypes.CDLL(None, use_errno=True)
+                fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+                self._add_watch, self._rm_watch = libc.inotify_add_watch, libc.inotify_rm_watch
+                self.fd = fd if fd >= 0 else -2
+            except (OSError, AttributeError):
+                self.fd = -2
+        if self.fd < 0:
+            return None
+        wd = self._add_watch(self.fd, os.fsencode(folder), _WATCH_MASK | _IN_ONLYDIR)
+        return int(wd) if wd >= 0 else None
+
+    def listen(self, wd: int, listing: _Listing) -> None:
+        listing.watch = wd
+        self.listeners.setdefault(wd, weakref.WeakSet()).add(listing)
+
+    def drain(self) -> None:
+        """Apply every change queued so far to the listings that follow it."""
+        if self.fd < 0:
+            return
+        while True:
+            try:
+                data = os.read(self.fd, 65536)
+            except BlockingIOError:
+                return
+            offset = 0
+            while offset + 16 <= len(data):
+                wd = int.from_bytes(data[offset : offset + 4], sys.byteorder, signed=True)
+                mask = int.from_bytes(data[offset + 4 : offset + 8], sys.byteorder)
+                size = int.from_bytes(data[offset + 12 : offset + 16], sys.byteorder)
+                name = os.fsdecode(data[offset + 16 : offset + 16 + size].rstrip(b"\0"))
+                offset += 16 + size
+                if mask & _IN_Q_OVERFLOW:  # events were lost: every folder is listed again
+                    for group in self.listeners.values():
+                        for listing in group:
+                            listing.watch = None
+                    self.listeners.clear()
+                    continue
+                followers = self.listeners.get(wd)
+                if followers is None:
+                    continue
+                if not followers:  # every listing that followed it is gone
+                    del self.listeners[wd]
+                    self._rm_watch(self.fd, wd)
+                elif mask & _GONE:
+                    for listing in followers:
+                        listing.watch = None
+                    del self.listeners[wd]
+                elif mask & (_IN_CREATE | _IN_MOVED_TO):
+                    for listing in followers:
+                        listing.added(name)
+                elif mask & (_IN_DELETE | _IN_MOVED_FROM):
+                    for listing in followers:
+                        listing.removed(name)
+
+    def reset_in_child(self) -> None:
+        """After fork: the parent's instance stays the parent's (a read here would
+        take its events); the child opens its own when it needs one."""
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+        self.guard = threading.Lock()
+        self.fd = -1
+        self.listeners = {}
+
+
+_notify = _Notify()
+os.register_at_fork(after_in_child=_notify.reset_in_child)
 
 
 class Listings:
@@ -106,89 +201,27 @@ class Listings:
     ``read`` that usually finds none) instead of listing thousands of names.
     The events are queued by the kernel inside the call that creates, renames
     or removes an entry, so the names stay exact. A lost watch (folder removed
-    or moved, queue overflow, the ``LIMIT``) drops the listings it served:
-    the next command lists again. Where inotify is missing or refuses (no
-    ctypes, ``max_user_instances`` reached) the mtime rule alone serves.
-    ctypes is loaded only then (~2 ms), never by a one-shot command.
+    or moved, queue overflow) drops the listing it served: the next command
+    lists again. Where inotify is missing or refuses (no ctypes, no instance
+    left for this user) the mtime rule alone serves. ctypes is loaded only
+    then (~2 ms), never by a one-shot command.
     """
 
     def __init__(self) -> None:
         self.guard = threading.Lock()
         self.by_folder: dict[tuple[int, int], _Listing] = {}
-        self._fd = -1  # the inotify instance; -2: unavailable in this process
-        self._add_watch: Any = None
-        self._watched: dict[int, tuple[int, int]] = {}  # watch → folder key
 
     def close(self) -> None:
-        """Close the inotify instance (its watches go with it)."""
-        if self._fd >= 0:
-            fd, self._fd = self._fd, -1
-            os.close(fd)
-        for key in self._watched.values():
-            self.by_folder.pop(key, None)
-        self._watched.clear()
-
-    def _inotify(self) -> int:
-        if self._fd == -1:
-            try:
-                import ctypes
-
-                libc = ctypes.CDLL(None, use_errno=True)
-                fd = libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
-                self._add_watch = libc.inotify_add_watch
-                self._fd = fd if fd >= 0 else -2
-            except (OSError, AttributeError):
-                self._fd = -2
-        return self._fd
-
-    def watch(self, folder: Path) -> int | None:
-        """A watch on ``folder``'s names from now on; None when none can be had."""
-        fd = self._inotify()
-        if fd < 0:
-            return None
-        wd = self._add_watch(fd, os.fsencode(folder), _WATCH_MASK | _IN_ONLYDIR)
-        return int(wd) if wd >= 0 else None
-
-    def drain(self) -> None:
-        """Apply every change inotify has queued to the listings it serves."""
-        try:
-            data = os.read(self._fd, 65536)
-        except BlockingIOError:
-            return
-        while data:
-            offset = 0
-            while offset + 16 <= len(data):
-                wd = int.from_bytes(data[offset : offset + 4], sys.byteorder, signed=True)
-                mask = int.from_bytes(data[offset + 4 : offset + 8], sys.byteorder)
-                size = int.from_bytes(data[offset + 12 : offset + 16], sys.byteorder)
-                raw = data[offset + 16 : offset + 16 + size].rstrip(b"\0")
-                offset += 16 + size
-                if mask & _IN_Q_OVERFLOW:
-                    self.close()  # events were lost: every watched folder is listed again
-                    return
-                key = self._watched.get(wd)
-                listing = self.by_folder.get(key) if key is not None else None
-                if listing is None:
-                    continue
-                if mask & _GONE:
-                    self._watched.pop(wd, None)
-                    self.by_folder.pop(key, None)  # type: ignore[arg-type]
-                elif mask & (_IN_CREATE | _IN_MOVED_TO):
-                    listing.added(os.fsdecode(raw))
-                elif mask & (_IN_DELETE | _IN_MOVED_FROM):
-                    listing.removed(os.fsdecode(raw))
-            try:
-                data = os.read(self._fd, 65536)
-            except BlockingIOError:
-                return
+        """Forget every listing (their watches end with the last listing that follows them)."""
+        with _notify.guard:
+            for listing in self.by_folder.values():
+                listing.watch = None
+        self.by_folder.clear()
 
     def keep(self, key: tuple[int, int], listing: _Listing) -> None:
         if len(self.by_folder) >= LIMIT:
             self.close()
-            self.by_folder.clear()
         self.by_folder[key] = listing
-        if listing.watch is not None:
-            self._watched[listing.watch] = key
 
 
 _COARSE_CLOCK = getattr(time, "CLOCK_REALTIME_COARSE", 5 if sys.platform == "linux" else None)
@@ -216,14 +249,22 @@ def _list_folder(folder: Path, listings: Listings, watched: bool) -> _Listing | 
 
     ``watched``: take an inotify watch first, so no change between the
     listing and the watch goes unseen; it serves only if the folder is the
-    same one (device, inode) before the watch and after the listing.
+    same one (device, inode) before the watch and after the listing. The
+    events queued before the listing are applied to it too: each says what
+    one name is after it, so replaying them ends where the folder is.
     """
     now, granularity = _clock_ns()
     try:
         before = os.stat(folder)
-        wd = listings.watch(folder) if watched else None
-        names = os.listdir(folder)
-        st = os.stat(folder) if wd is not None else before
+        if not watched:
+            names = os.listdir(folder)
+            st, wd = before, None
+        else:
+            with _notify.guard:
+                _notify.drain()
+                wd = _notify.watch(folder)
+            names = os.listdir(folder)
+            st = os.stat(folder) if wd is not None else before
     except (FileNotFoundError, NotADirectoryError):
         return None
     mtime = st.st_mtime_ns
@@ -231,7 +272,8 @@ def _list_folder(folder: Path, listings: Listings, watched: bool) -> _Listing | 
         granularity = 2_000_000_000
     listing = _Listing(mtime, mtime + granularity <= now, "\n" + "\n".join(names) + "\n")
     if wd is not None and (st.st_dev, st.st_ino) == (before.st_dev, before.st_ino):
-        listing.watch = wd
+        with _notify.guard:
+            _notify.listen(wd, listing)
     listings.keep((st.st_dev, st.st_ino), listing)
     return listing
 
@@ -246,12 +288,15 @@ def highest_on_disk(paths: BatchPaths, listings: Listings) -> int:
     with listings.guard:
         listing = listings.by_folder.get(key)
         if listing is not None and listing.watch is not None:
-            listings.drain()
-            listing = listings.by_folder.get(key)
-            if listing is not None and listing.watch is not None:
-                return listing.highest_of(paths.batch_id)
+            with _notify.guard:
+                _notify.drain()
+                if listing.watch is not None:
+                    return listing.highest_of(paths.batch_id)
         if listing is None or not listing.trusted or listing.mtime_ns != st.st_mtime_ns:
             listing = _list_folder(paths.scenes_dir, listings, watched=listing is not None)
             if listing is None:
                 return 0
+        if listing.watch is not None:
+            with _notify.guard:  # the drain of another FileLog may be changing it
+                return listing.highest_of(paths.batch_id)
         return listing.highest_of(paths.batch_id)

@@ -369,8 +369,11 @@ _POLL_FIRST = 0.0001
 _POLL_MAX = 0.001
 
 
-@contextlib.contextmanager
-def reference_lock(paths: BatchPaths, *, timeout: float) -> Iterator[None]:
+_NO_LOCK = contextlib.nullcontext()
+"""What :func:`reference_lock` returns when there is no reference lock file."""
+
+
+def reference_lock(paths: BatchPaths, *, timeout: float) -> contextlib.AbstractContextManager[None]:
     """Hold the reference's ``flock`` on ``<batch>.versions.lock`` when that file exists.
 
     Never creates the file. A wait past ``timeout`` raises LockTimeout naming
@@ -383,8 +386,12 @@ def reference_lock(paths: BatchPaths, *, timeout: float) -> Iterator[None]:
     name = f"{paths.scenes_dir}/{paths.batch_id}.versions.lock"  # no Path built per command
     fd = _open_existing(name)
     if fd is None:
-        yield
-        return
+        return _NO_LOCK  # the common case: no generator context manager per command
+    return _held_reference_lock(paths, fd, timeout)
+
+
+@contextlib.contextmanager
+def _held_reference_lock(paths: BatchPaths, fd: int, timeout: float) -> Iterator[None]:
     path = reference_lock_path(paths)
     held: set[tuple[int, int]] = _held_here.__dict__.setdefault("locks", set())
     try:
