@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         args.no_write = True
     for step in steps:
+        os.sync()  # each step from a quiet disk: the last one's files are written back
         t = time.time()
         print(f"bench: {step.name}…", file=sys.stderr, flush=True)
         ctx.rows.extend(step.run(ctx))
