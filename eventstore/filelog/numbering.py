@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import struct
 import sys
 import threading
 import time
@@ -45,7 +46,7 @@ class _Listing:
     (A plain class: a dataclass costs every command's start-up, issue 15.)
     """
 
-    __slots__ = ("__weakref__", "highest", "mtime_ns", "names", "trusted", "watch")
+    __slots__ = ("__weakref__", "body_names", "highest", "mtime_ns", "names", "trusted", "watch")
 
     def __init__(self, mtime_ns: int, trusted: bool, names: str) -> None:
         self.mtime_ns = mtime_ns
@@ -53,6 +54,7 @@ class _Listing:
         self.names = names
         self.highest: dict[str, int] = {}
         self.watch: int | None = None
+        self.body_names: set[str] | None = None
 
     def highest_of(self, batch_id: str) -> int:
         known = self.highest.get(batch_id)
@@ -71,20 +73,34 @@ class _Listing:
         return known
 
     def added(self, name: str) -> None:
-        if "\n" + name + "\n" in self.names:
-            return  # renamed over an entry of the same name
-        self.names += name + "\n"
+        """A name created or renamed in (only body names matter to R8)."""
         body = _BODY_NAME.fullmatch(name)
-        if body is not None:
-            known = self.highest.get(body[1])
-            if known is not None:
-                self.highest[body[1]] = max(known, int(body[2]))
+        if body is None:
+            return  # temp files, views, logs: every command makes a few
+        bodies = self._bodies()
+        if name in bodies:
+            return  # renamed over an entry of the same name
+        bodies.add(name)
+        self.names += name + "\n"
+        known = self.highest.get(body[1])
+        if known is not None:
+            self.highest[body[1]] = max(known, int(body[2]))
 
     def removed(self, name: str) -> None:
-        self.names = self.names.replace("\n" + name + "\n", "\n", 1)
+        """A name removed or renamed away."""
         body = _BODY_NAME.fullmatch(name)
-        if body is not None:
-            self.highest.pop(body[1], None)  # counted again from the names when asked
+        bodies = self._bodies() if body is not None else None
+        if body is None or bodies is None or name not in bodies:
+            return
+        bodies.discard(name)
+        self.names = self.names.replace("\n" + name + "\n", "\n", 1)
+        self.highest.pop(body[1], None)  # counted again from the names when asked
+
+    def _bodies(self) -> set[str]:
+        """The body names of the listing, as a set (made at the first change seen)."""
+        if self.body_names is None:
+            self.body_names = set(filter(_BODY_NAME.fullmatch, self.names.split("\n")))
+        return self.body_names
 
 
 # inotify(7): the events that change a folder's names, and the watch's own end.
@@ -95,6 +111,8 @@ _WATCH_MASK = (
     _IN_MOVED_FROM | _IN_MOVED_TO | _IN_CREATE | _IN_DELETE | _IN_DELETE_SELF | _IN_MOVE_SELF
 )
 _GONE = _IN_DELETE_SELF | _IN_MOVE_SELF | _IN_UNMOUNT | _IN_IGNORED
+_EVENT = struct.Struct("iIII")
+"""struct inotify_event: wd, mask, cookie, len (then len bytes of NUL-padded name)."""
 
 
 class _Notify:
@@ -148,11 +166,12 @@ class _Notify:
                 return
             offset = 0
             while offset + 16 <= len(data):
-                wd = int.from_bytes(data[offset : offset + 4], sys.byteorder, signed=True)
-                mask = int.from_bytes(data[offset + 4 : offset + 8], sys.byteorder)
-                size = int.from_bytes(data[offset + 12 : offset + 16], sys.byteorder)
-                name = os.fsdecode(data[offset + 16 : offset + 16 + size].rstrip(b"\0"))
+                wd, mask, _cookie, size = _EVENT.unpack_from(data, offset)
+                raw = data[offset + 16 : offset + 16 + size].rstrip(b"\0")
                 offset += 16 + size
+                if not raw.endswith(b".json") and not mask & (_GONE | _IN_Q_OVERFLOW):
+                    continue  # not a body's name (temp files): nothing R8 counts
+                name = os.fsdecode(raw)
                 if mask & _IN_Q_OVERFLOW:  # events were lost: every folder is listed again
                     for group in self.listeners.values():
                         for listing in group:
