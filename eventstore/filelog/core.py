@@ -328,6 +328,7 @@ class _FileSession(LogSession):
         self._state = state
         self._head: tuple[int, str] | None = None  # written, to record once durable
         self._unsynced: int | None = None  # fd written but not yet fsync'd
+        self._unsynced_file = (0, 0)  # its (device, inode), from the check before the write
 
     @property
     def fold(self) -> Fold:
@@ -515,6 +516,7 @@ class _FileSession(LogSession):
                 path=str(self.path),
                 batch_id=self.batch_id,
             )
+        self._unsynced_file = (st.st_dev, st.st_ino)  # what the fd is kept as, if it is
 
     def finish(self) -> None:
         """fsync what this session wrote (R20), then record the head (R27).
@@ -541,7 +543,9 @@ class _FileSession(LogSession):
             synced = True
         finally:
             if synced:
-                self._state.keep_log_fd(self._key, fd, self._cached.dev, self._cached.ino)
+                # Labelled with the file it was checked to be when written, not with
+                # the session's state (a refused append reloads that from the path).
+                self._state.keep_log_fd(self._key, fd, *self._unsynced_file)
             else:
                 os.close(fd)
         head, self._head = self._head, None

@@ -46,7 +46,9 @@ class _Listing:
     (A plain class: a dataclass costs every command's start-up, issue 15.)
     """
 
-    __slots__ = ("__weakref__", "body_names", "highest", "mtime_ns", "names", "trusted", "watch")
+    __slots__ = (
+        "__weakref__", "body_names", "building", "highest", "mtime_ns", "names", "trusted", "watch",
+    )  # fmt: skip
 
     def __init__(self, mtime_ns: int, trusted: bool, names: str) -> None:
         self.mtime_ns = mtime_ns
@@ -55,6 +57,8 @@ class _Listing:
         self.highest: dict[str, int] = {}
         self.watch: int | None = None
         self.body_names: set[str] | None = None
+        # While the folder is being listed: the changes seen meanwhile, applied after.
+        self.building: list[tuple[bool, str]] | None = None
 
     def highest_of(self, batch_id: str) -> int:
         known = self.highest.get(batch_id)
@@ -74,6 +78,9 @@ class _Listing:
 
     def added(self, name: str) -> None:
         """A name created or renamed in (only body names matter to R8)."""
+        if self.building is not None:
+            self.building.append((True, name))
+            return
         body = _BODY_NAME.fullmatch(name)
         if body is None:
             return  # temp files, views, logs: every command makes a few
@@ -88,6 +95,9 @@ class _Listing:
 
     def removed(self, name: str) -> None:
         """A name removed or renamed away."""
+        if self.building is not None:
+            self.building.append((False, name))
+            return
         body = _BODY_NAME.fullmatch(name)
         bodies = self._bodies() if body is not None else None
         if body is None or bodies is None or name not in bodies:
@@ -111,6 +121,9 @@ _WATCH_MASK = (
     _IN_MOVED_FROM | _IN_MOVED_TO | _IN_CREATE | _IN_DELETE | _IN_DELETE_SELF | _IN_MOVE_SELF
 )
 _GONE = _IN_DELETE_SELF | _IN_MOVE_SELF | _IN_UNMOUNT | _IN_IGNORED
+_LOCAL_FILESYSTEMS = frozenset(
+    ("ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs", "bcachefs", "zfs", "tmpfs", "ramfs", "overlay")
+)
 _EVENT = struct.Struct("iIII")
 """struct inotify_event: wd, mask, cookie, len (then len bytes of NUL-padded name)."""
 
@@ -123,8 +136,11 @@ class _Notify:
     projects must not take them from the watchers on its host. The instance
     is a process resource like the lock table (eventstore.filelog.lock); what
     each FileLog knows stays in its own :class:`Listings`. A forked child
-    starts without it. Every watched listing is read and changed only under
-    ``guard``.
+    starts without it. Every followed listing is read and changed only under
+    ``guard``; a watch is removed when its last follower stops following.
+    Only folders on a local filesystem are followed: inotify does not see
+    what other hosts write to a network filesystem (there the mtime rule
+    serves).
     """
 
     def __init__(self) -> None:
@@ -133,9 +149,29 @@ class _Notify:
         self._add_watch: Any = None
         self._rm_watch: Any = None
         self.listeners: dict[int, weakref.WeakSet[_Listing]] = {}
+        self.dropped: list[_Listing] = []  # by finalizers (no lock there): unfollowed at a drain
+        self._filesystems: dict[int, str] = {}
 
-    def watch(self, folder: Path) -> int | None:
-        """A watch on ``folder``'s names from now on; None when none can be had."""
+    def local(self, device: int) -> bool:
+        """Whether ``device`` holds a filesystem whose changes inotify sees, all of them."""
+        kind = self._filesystems.get(device)
+        if kind is None:
+            mounts = "/proc/self/mountinfo"
+            with (
+                contextlib.suppress(OSError, ValueError, IndexError),
+                open(mounts, encoding="utf-8", errors="replace") as f,
+            ):
+                for line in f:
+                    fields = line.split()
+                    major, minor = fields[2].split(":")
+                    kind = fields[fields.index("-", 6) + 1]
+                    self._filesystems[os.makedev(int(major), int(minor))] = kind
+            kind = self._filesystems.setdefault(device, "unknown")
+        return kind in _LOCAL_FILESYSTEMS
+
+    def follow(self, folder: Path, listing: _Listing) -> None:
+        """Under ``guard``: from now on ``listing`` gets the folder's changes
+        (buffered until :meth:`built`), if a watch can be had."""
         if self.fd == -1:
             try:
                 import ctypes
@@ -147,53 +183,93 @@ class _Notify:
             except (OSError, AttributeError):
                 self.fd = -2
         if self.fd < 0:
-            return None
-        wd = self._add_watch(self.fd, os.fsencode(folder), _WATCH_MASK | _IN_ONLYDIR)
-        return int(wd) if wd >= 0 else None
+            return
+        self.drain()  # what is queued already goes to the listings it concerns
+        wd = int(self._add_watch(self.fd, os.fsencode(folder), _WATCH_MASK | _IN_ONLYDIR))
+        if wd >= 0:
+            listing.watch, listing.building = wd, []
+            self.listeners.setdefault(wd, weakref.WeakSet()).add(listing)
 
-    def listen(self, wd: int, listing: _Listing) -> None:
-        listing.watch = wd
-        self.listeners.setdefault(wd, weakref.WeakSet()).add(listing)
+    def built(self, listing: _Listing, names: str) -> None:
+        """Under ``guard``: the listing's names are in; apply what changed meanwhile.
+
+        Each change says what one name is after it, so replaying changes that
+        the listing already shows ends where the folder is."""
+        changes, listing.building = listing.building or [], None
+        listing.names = names
+        for present, name in changes:
+            (listing.added if present else listing.removed)(name)
+
+    def unfollow(self, listing: _Listing) -> None:
+        """Under ``guard``: ``listing`` no longer follows its folder."""
+        wd, listing.watch, listing.building = listing.watch, None, None
+        if wd is None:
+            return
+        group = self.listeners.get(wd)
+        if group is not None:
+            group.discard(listing)
+            if not group:
+                del self.listeners[wd]
+                self._rm_watch(self.fd, wd)
+
+    def _unfollow_all(self) -> None:
+        for wd, group in self.listeners.items():
+            for listing in group:
+                listing.watch, listing.building = None, None
+            self._rm_watch(self.fd, wd)
+        self.listeners.clear()
 
     def drain(self) -> None:
-        """Apply every change queued so far to the listings that follow it."""
+        """Under ``guard``: apply every change queued so far to the listings that follow it.
+
+        Changes lost (a queue overflow) or half applied (an error, an interrupt)
+        end every following: the next commands list their folders again."""
         if self.fd < 0:
             return
-        while True:
-            try:
-                data = os.read(self.fd, 65536)
-            except BlockingIOError:
-                return
-            offset = 0
-            while offset + 16 <= len(data):
-                wd, mask, _cookie, size = _EVENT.unpack_from(data, offset)
-                raw = data[offset + 16 : offset + 16 + size].rstrip(b"\0")
-                offset += 16 + size
-                if not raw.endswith(b".json") and not mask & (_GONE | _IN_Q_OVERFLOW):
-                    continue  # not a body's name (temp files): nothing R8 counts
-                name = os.fsdecode(raw)
-                if mask & _IN_Q_OVERFLOW:  # events were lost: every folder is listed again
-                    for group in self.listeners.values():
-                        for listing in group:
-                            listing.watch = None
-                    self.listeners.clear()
-                    continue
-                followers = self.listeners.get(wd)
-                if followers is None:
-                    continue
-                if not followers:  # every listing that followed it is gone
-                    del self.listeners[wd]
+        try:
+            while self.dropped:
+                self.unfollow(self.dropped.pop())
+            while True:
+                try:
+                    data = os.read(self.fd, 65536)
+                except BlockingIOError:
+                    return
+                self._apply(data)
+        except BaseException:
+            self._unfollow_all()
+            raise
+
+    def _apply(self, data: bytes) -> None:
+        offset = 0
+        while offset + 16 <= len(data):
+            wd, mask, _cookie, size = _EVENT.unpack_from(data, offset)
+            raw = data[offset + 16 : offset + 16 + size].rstrip(b"\0")
+            offset += 16 + size
+            if mask & _IN_Q_OVERFLOW:  # changes were lost: every folder is listed again
+                self._unfollow_all()
+                continue
+            followers = self.listeners.get(wd)
+            if followers is None:
+                continue
+            if not followers:  # every listing that followed it is gone
+                del self.listeners[wd]
+                self._rm_watch(self.fd, wd)
+            elif mask & _GONE:
+                for listing in followers:
+                    listing.watch, listing.building = None, None
+                del self.listeners[wd]
+                if not mask & _IN_IGNORED:
                     self._rm_watch(self.fd, wd)
-                elif mask & _GONE:
-                    for listing in followers:
-                        listing.watch = None
-                    del self.listeners[wd]
-                elif mask & (_IN_CREATE | _IN_MOVED_TO):
-                    for listing in followers:
-                        listing.added(name)
-                elif mask & (_IN_DELETE | _IN_MOVED_FROM):
-                    for listing in followers:
-                        listing.removed(name)
+            elif not raw.endswith(b".json"):
+                continue  # not a body's name (temp files): nothing R8 counts
+            elif mask & (_IN_CREATE | _IN_MOVED_TO):
+                name = os.fsdecode(raw)
+                for listing in followers:
+                    listing.added(name)
+            elif mask & (_IN_DELETE | _IN_MOVED_FROM):
+                name = os.fsdecode(raw)
+                for listing in followers:
+                    listing.removed(name)
 
     def reset_in_child(self) -> None:
         """After fork: the parent's instance stays the parent's (a read here would
@@ -204,6 +280,7 @@ class _Notify:
         self.guard = threading.Lock()
         self.fd = -1
         self.listeners = {}
+        self.dropped.clear()  # finalizers hold this list: emptied, not replaced
 
 
 _notify = _Notify()
@@ -229,12 +306,14 @@ class Listings:
     def __init__(self) -> None:
         self.guard = threading.Lock()
         self.by_folder: dict[tuple[int, int], _Listing] = {}
+        # Dropped without close(): its listings stop following at the next drain.
+        weakref.finalize(self, _notify.dropped.extend, self.by_folder.values())
 
     def close(self) -> None:
-        """Forget every listing (their watches end with the last listing that follows them)."""
+        """Forget every listing (a watch ends with the last listing that follows it)."""
         with _notify.guard:
             for listing in self.by_folder.values():
-                listing.watch = None
+                _notify.unfollow(listing)
         self.by_folder.clear()
 
     def keep(self, key: tuple[int, int], listing: _Listing) -> None:
@@ -257,7 +336,7 @@ def _clock_ns() -> tuple[int, int]:
     return time.time_ns(), 10_000_000
 
 
-def _list_folder(folder: Path, listings: Listings, watched: bool) -> _Listing | None:
+def _list_folder(folder: Path, listings: Listings, follow: bool) -> _Listing | None:
     """List ``folder`` now; trust the listing later only while its mtime stays put.
 
     The clock is read before the folder's mtime and the mtime before its
@@ -266,33 +345,40 @@ def _list_folder(folder: Path, listings: Listings, watched: bool) -> _Listing | 
     mtime is older than the clock by the timestamp granularity. A filesystem
     whose stamps look coarse (whole milliseconds) gets a 2 s margin.
 
-    ``watched``: take an inotify watch first, so no change between the
-    listing and the watch goes unseen; it serves only if the folder is the
-    same one (device, inode) before the watch and after the listing. The
-    events queued before the listing are applied to it too: each says what
-    one name is after it, so replaying them ends where the folder is.
+    ``follow``: on a local filesystem, the listing follows the folder's
+    changes from before its names are read (see :class:`_Notify`); it keeps
+    following only if the folder is the same one (device, inode) before and
+    after.
     """
     now, granularity = _clock_ns()
     try:
         before = os.stat(folder)
-        if not watched:
-            names = os.listdir(folder)
-            st, wd = before, None
-        else:
-            with _notify.guard:
-                _notify.drain()
-                wd = _notify.watch(folder)
-            names = os.listdir(folder)
-            st = os.stat(folder) if wd is not None else before
     except (FileNotFoundError, NotADirectoryError):
         return None
-    mtime = st.st_mtime_ns
+    listing = _Listing(before.st_mtime_ns, False, "")
+    if follow and _notify.local(before.st_dev):
+        with _notify.guard:
+            _notify.follow(folder, listing)
+    try:
+        names = "\n" + "\n".join(os.listdir(folder)) + "\n"
+        st = os.stat(folder) if listing.watch is not None else before
+    except BaseException as e:
+        with _notify.guard:
+            _notify.unfollow(listing)
+        if isinstance(e, (FileNotFoundError, NotADirectoryError)):
+            return None
+        raise
+    listing.mtime_ns = mtime = st.st_mtime_ns
     if mtime % 1_000_000 == 0:
         granularity = 2_000_000_000
-    listing = _Listing(mtime, mtime + granularity <= now, "\n" + "\n".join(names) + "\n")
-    if wd is not None and (st.st_dev, st.st_ino) == (before.st_dev, before.st_ino):
+    listing.trusted = mtime + granularity <= now
+    if listing.watch is None:
+        listing.names = names
+    else:
         with _notify.guard:
-            _notify.listen(wd, listing)
+            _notify.built(listing, names)
+            if (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino):
+                _notify.unfollow(listing)
     listings.keep((st.st_dev, st.st_ino), listing)
     return listing
 
@@ -312,10 +398,10 @@ def highest_on_disk(paths: BatchPaths, listings: Listings) -> int:
                 if listing.watch is not None:
                     return listing.highest_of(paths.batch_id)
         if listing is None or not listing.trusted or listing.mtime_ns != st.st_mtime_ns:
-            listing = _list_folder(paths.scenes_dir, listings, watched=listing is not None)
+            listing = _list_folder(paths.scenes_dir, listings, follow=listing is not None)
             if listing is None:
                 return 0
         if listing.watch is not None:
-            with _notify.guard:  # the drain of another FileLog may be changing it
+            with _notify.guard:  # another FileLog's drain may be changing it
                 return listing.highest_of(paths.batch_id)
         return listing.highest_of(paths.batch_id)
