@@ -59,7 +59,7 @@ def _peer(ctx: RunContext) -> list[Row]:
 STEPS: tuple[Step, ...] = (
     Step("single append", lambda ctx: [row_single_append(ctx.root, ctx.rounds)]),
     Step("candidates", lambda ctx: row_candidates(ctx.root, ctx.rounds)),
-    Step("contended", lambda ctx: row_contended(ctx.root, max(3, ctx.rounds // 2))),
+    Step("contended", lambda ctx: row_contended(ctx.root, max(5, ctx.rounds // 2))),
     Step("fold", lambda ctx: [row_fold(ctx.root, ctx.rounds)]),
     Step("manifest", lambda ctx: [row_manifest(ctx.root, ctx.rounds)]),
     Step("episode", lambda ctx: [row_episode(ctx.root, ctx.rounds)]),
@@ -67,7 +67,7 @@ STEPS: tuple[Step, ...] = (
     Step("consumer catch-up", lambda ctx: row_consumer(ctx.root, ctx.rounds)),
     Step("peer", _peer),
     Step("policy append", lambda ctx: row_policy_append(ctx.root, ctx.rounds)),
-    Step("policy-contended", lambda ctx: row_policy_contended(ctx.root, max(3, ctx.rounds // 2))),
+    Step("policy-contended", lambda ctx: row_policy_contended(ctx.root, max(5, ctx.rounds // 2))),
     Step("policy-manifest", lambda ctx: row_policy_manifest(ctx.root, ctx.rounds)),
     Step("startup", lambda ctx: row_startup(ctx.root, ctx.rounds)),
     Step("postgres", lambda ctx: row_postgres(ctx.root, max(1, ctx.rounds // 3))),
