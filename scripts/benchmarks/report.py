@@ -127,7 +127,9 @@ NOTES = """## How to read it
   The primitive pays only encode, `flock`, write and fsync.
 - **2** a candidate append writes its body durably (fsync of the body and of the
   folder) before its event; the view rewrite grows with the number of versions,
-  everything else is O(1) thanks to the per-process log cache.
+  everything else is O(1) thanks to the per-process log cache. R8's number
+  comes from the folder's listing, which a process keeps current with
+  inotify from its second listing of a folder on (docs/GUARANTEES.md, R8).
 - **3** fsync happens after the lock is released (one fsync makes every earlier
   write durable), so contending writers overlap their fsyncs; a contended
   acquisition retries for up to 10 ms yielding the CPU, then polls.
@@ -156,29 +158,34 @@ NOTES = """## How to read it
 
 **9b/9c (single-writer append under `lazy`/`off`; target 1.5×).** Taking the
 view off the commit path is worth what the issue expected (row 9a vs 9b: the
-inode swap and the metadata the log's fsync then commits). The second speed
-round then cut the Python per command, measured with fsync stubbed out
-(`/var/tmp`, `conform` in a loop of 2,000): 91 µs → 68 µs, by making
-`os_errors` and `batch_lock` classes instead of generator context managers,
-trying fasteners' `trylock` before its stopwatch-and-retry `acquire`, checking
-the lock file against its path once per acquisition instead of twice (twice
-only when it is busy), remembering checked artifact paths and valid batch
-ids, and formatting `at`/`event_id` without `datetime`/`uuid` objects. The
-primitive's non-fsync work is ~4 µs, and its fsync costs the same as ours
-(timed inside both in one run: 132 µs and 130 µs). What is left, per command,
-are the syscalls of the rules — 8 `stat` (the log before the lock, to refuse
-without taking it; log catch-up; the lock file after
-locking, R23; the lock file again before the write; the view policy; the
-snapshot's seq; the view, R29; the pointer's body, R10), the `open` of the
-reference's `versions.lock` (R29, absent: ENOENT), `open`/`close` of the log,
-5 `fstat` (the lock file twice, the exclusive-append check, mtime for the
-catch-up cache, the head record), 2 `lockf`, the write and the head
-record's `pwrite` (R27), about 30 µs — and ~35 µs of Python spread over ~40
-functions, none above 3 µs. In the whole benchmark a command also runs cold
-after each fsync's sleep (~10–20 µs more than the loop). Reaching 1.5× needs
-~25 µs less per command: fewer path lookups (a cached folder fd), a log fd
-kept open across commands, or a leaner session object; not done in this
-round.
+inode swap and the metadata the log's fsync then commits). Two rounds of cuts
+followed, measured with fsync stubbed out (`conform` in a loop, `/var/tmp`):
+91 → 68 µs per command in the first (`os_errors` and `batch_lock` as classes,
+fasteners' `trylock` before its stopwatch-and-retry `acquire`, one check of
+the lock file per acquisition, remembered artifact paths and batch ids,
+`at`/`event_id` without `datetime`/`uuid`), and 72 → 60 µs in the second (the
+lock file's identity taken once when it is opened instead of an `fstat` at
+each check; the log's fd kept open between commands; the command's three
+nested generator context managers made one class; the reference lock a class
+that opens its file when entered). The primitive's non-fsync work is ~4 µs
+and its fsync costs what ours does (timed inside both in one run: 132 and 130
+µs). What is left is the rules' syscalls, measured on this machine: 8 `stat`
+at 1.3–2.4 µs each (the log before the lock, to refuse without taking it; the
+lock file after locking, R23, and again right before the write; the log's
+catch-up; the view policy; the snapshot's seq; the view, R29; the pointer's
+body, R10), the `open` of the reference's `versions.lock` (R29, absent:
+ENOENT, 2.2 µs), 2 `lockf` (1.6), 3 `fstat` (the exclusive-append check, the
+mtime for the catch-up cache, the head record), the write (1.6), the head
+record's `pwrite` (R27), one `getrandom` — ~24 µs — and ~36 µs of Python. A
+sampling profile (py-spy, 150,000 commands) puts ~60% of the samples on those
+syscall lines and no Python function above ~3%; replacing `getpid` (3 per
+command) and the event id's `getrandom` by stubs saved 0.2 and 1 µs. In the
+whole benchmark a command also runs cold after each fsync's sleep (~15 µs
+more than the loop). At 1.5× against a ~130 µs primitive a command may cost
+~195 µs, so its non-fsync part ~50 µs in the loop: that means dropping checks
+the rules ask of every command (R29's reference lock and view, R10's body,
+the lock file's second look, the refusal before the lock). 1.55–1.62× in this
+round's full runs (below).
 
 **10 (4 processes on one batch under `lazy`; target 0.8×).** Without the view
 swap the lock is held ~70 µs per command, yet throughput was 0.45–0.55×: the
@@ -212,27 +219,40 @@ Writing the view in place would let a reader see half a file; writing it
 after returning would let a tool see the old pointer after `conform`
 returned.
 
-**13c (PostgreSQL, 4 processes × 4 batches against eventsourcing's recorder;
-target ≥ 1.5×).** 0.83–2.30× between runs of the same code: both sides are
-CPU-bound here, 4 writer processes, the PostgreSQL server and the peer's
-processes sharing 2 cores, and an append costs ~0.45 ms of client Python and
-~0.35 ms of server time (FACTS), not fsync. The recorder serializes every
-insert with `LOCK TABLE … IN EXCLUSIVE MODE`, so it gains least from the
-second core; how much we gain depends on what else runs. Not profiled in this
-round: reported as a miss.
+**3c (4 batches against one, target 1.5×)** divides two of our own
+throughputs. Alternating runs of rows 1–3 from the 2026-11-26 tree and this
+one (below) show the four-batch side unchanged and the one-batch side faster
+(the spin before polling): the ratio fell because its denominator rose. The
+four batches share one scenes folder, so under `sync` their view swaps (a
+file created, exchanged and removed per command) queue on that folder's
+lock, and creating a file costs 15–380 µs on this disk depending on the day.
 
-**8 (consumer catch-up; target 1.5×)** sits at or just past the target
-(1.43–1.66× in the six runs; 1.42× on the morning's run). Two things: that
-run's processes both spent ~25 ms compiling stale `.pyc` files (see 12),
-which the benchmark now does beforehand, so the same per-event difference is
-a larger share of shorter runs (ours 184 → 150 ms, the baseline 130 → 101
-ms). And the per-event price is the checkpoint itself: it carries the feed's
-position, the seq, offset and event id of every batch of the episode — ~1.5
-KB per journal line with the 20 batches here, JSON inside JSON — so a line
-per event writes ~15 MB for 10,000 events and the 1 MB journal is rewritten
-durably every ~650 events. A journal of deltas (only the batch that moved)
-would make it O(1) in the batches; it changes the journal's format and was
-not done in this round.
+**13c (PostgreSQL, 4 processes × 4 batches against eventsourcing's recorder;
+target ≥ 1.5×).** Both sides are CPU-bound on this 2-core machine, not
+disk-bound. Profiled in this round with the same workers, 400 appends each,
+three rounds per side, the workers' own CPU time (`getrusage`) and the rest of
+the machine's (`/proc/stat`, the server's backends): ours 636–705 µs of client
+CPU and 476–532 µs of server CPU per append, 1,381–1,823 appends/s; the peer
+535–561 µs and 431–608 µs, 1,585–1,778/s. Two cores divided by ~1.2 ms of CPU
+per append is ~1,700/s for either. The client's time is psycopg's (its wait
+loop, query preparation and pipeline code take ~70% of a profiled single
+writer); a command is two round trips (BEGIN, the batch's advisory lock and
+the catch-up in one; INSERT, the head record, COMMIT and NOTIFY in one
+pipeline). Being 1.5× ahead needs a third less CPU per append on both ends —
+one server-side function per command is the next step; not done in this
+round.
+
+**8 (consumer catch-up; target 1.5×)** sits at the target (1.47–1.51× in
+this round's full runs; 1.42× when the row was first measured). The
+per-event price is the checkpoint: the watcher saves one after every event,
+and it carries the feed's position — seq, offset and event id of every batch
+of the episode, ~1.5 KB with the 20 batches here — as a journal line (no
+fsync; durable every 50 ms). Measured in-process by stubbing the journal's
+`write` (7 alternating rounds): 69 ms with it, 47 ms without, 24 ms with no
+consumer — 2.2 µs per event for the write of the line and 2.3 µs for the
+Python that builds and saves it. A journal of deltas (only the batch that
+moved) would make the line O(1) in the batches; it changes the journal's
+format and was not done in this round.
 
 **12 (start-up)** passes since this round: `main()` ends the process without
 the interpreter's teardown when only its thread runs (exit handlers run and
