@@ -192,7 +192,7 @@ swap the lock is held ~70 µs per command, yet throughput was 0.45–0.55×: the
 waiters slept in fasteners' polling (0.1–1 ms, plus the kernel's 50 µs timer
 slack) while the lock was free. A contended acquisition now retries for up
 to 10 ms yielding the CPU (`os.sched_yield`) before it polls: 0.57–0.68× in
-separate runs (0.49–0.67× over the six full runs below), and the p99 lock
+separate runs (0.57–0.74× over the four full runs below), and the p99 lock
 wait of row 3b dropped from ~10 ms to ~7 ms
 (a 2 ms spin gave 0.57–0.62× but a p99 of 27 ms: waiters that fell through to
 polling lost to the spinning ones). An experiment with a blocking `lockf`
@@ -213,16 +213,17 @@ so being a third ahead (≤ 0.75×, i.e. ~140 µs against ~190 µs) would leave
 **1 and 3a (under `sync`; targets 1.5× and 0.8×)** keep their cause from the
 first round: R17's atomic view rewrite at every commit creates and removes an
 inode, and the log's fsync then commits that metadata too. The Python cuts
-above apply to them as well (row 1 415 µs on 2026-11-26, 299–675 µs over
-the six runs below), and 3a moves between 0.19× and 0.51× from run to run.
+above apply to them as well (row 1 415 µs on 2026-11-26, 276–379 µs over
+the four runs below), and 3a moves between 0.14× and 0.44× from run to run.
 Writing the view in place would let a reader see half a file; writing it
 after returning would let a tool see the old pointer after `conform`
 returned.
 
 **3c (4 batches against one, target 1.5×)** divides two of our own
 throughputs. Alternating runs of rows 1–3 from the 2026-11-26 tree and this
-one (below) show the four-batch side unchanged and the one-batch side faster
-(the spin before polling): the ratio fell because its denominator rose. The
+one (below) show the four-batch side within ~3% of the old tree's and the
+one-batch side faster (the spin before polling): the ratio fell because its
+denominator rose. The
 four batches share one scenes folder, so under `sync` their view swaps (a
 file created, exchanged and removed per command) queue on that folder's
 lock, and creating a file costs 15–380 µs on this disk depending on the day.
@@ -264,78 +265,72 @@ it needs. The benchmark byte-compiles the packages before any row: under
 `PYTHONDONTWRITEBYTECODE` an editable install recompiled every edited module
 in every process, which earlier runs timed.
 
-## The same rows in six full runs of this round's code
+## The same rows in four full runs of this code
 
-The table above is the last of six full runs made this afternoon: 12:41,
-13:00, 13:05 and 13:08 with `TMPDIR=/var/tmp`; 13:10 and 13:14 with
-`TMPDIR=/tmp`, after creating a file in /var/tmp had climbed to ~240 µs
-against ~15 µs in /tmp (this round's own scratch stores filled its block
-group). The 12:41 run predates the review fixes, which put one `stat` per
-command back; nothing else on these paths changed between the runs. The rows
-that move from run to run:
+The table above is the last of four full runs of this session's code, made
+one after the other: 14:35 and 14:38 with 5 rounds (the first with
+`TMPDIR=/root/sbt`, where the PostgreSQL server, run as its own user, could
+not reach its folder), 14:41 and 14:49 (the table) with 9 rounds and
+`TMPDIR=/srv/sbt`. Creating a file costs 15–16 µs in /srv, /opt and /root on
+this disk today, 60–380 µs in /tmp and /var/tmp, where this round's scratch
+stores had been. The rows that move from run to run:
 
-| row | 12:41 | 13:00 | 13:05 | 13:08 | 13:10 | 13:14 |
-| --- | --- | --- | --- | --- | --- | --- |
-| 1 | 2.45× | 4.03× | 2.57× | 5.08× | 3.40× | 2.23× |
-| 3a | 0.51× | 0.32× | 0.19× | 0.42× | 0.40× | 0.38× |
-| 3b (p99 wait) | 6.6 ms | 7.5 ms | 28.4 ms | 8.7 ms | 9.2 ms | 6.9 ms |
-| 3c | 1.34× | 1.22× | 1.07× | 1.61× | 1.79× | 1.42× |
-| 8 | 1.48× | 1.50× | 1.50× | 1.50× | 1.66× | 1.43× |
-| 8a | 1.42× | 2.18× | 1.52× | 2.48× | 2.09× | 1.03× |
-| 8c | 1.14× | 1.19× | 1.21× | 1.25× | 1.17× | 1.22× |
-| 9a | 2.48× | 2.41× | 2.33× | 3.11× | 2.39× | 2.29× |
-| 9b | 1.79× | 1.75× | 1.73× | 1.89× | 1.72× | 1.65× |
-| 9c | 1.78× | 1.72× | 1.65× | 1.78× | 1.71× | 1.92× |
-| 10 | 0.65× | 0.67× | 0.65× | 0.57× | 0.49× | 0.51× |
-| 12c | 1.45× | 1.45× | 1.49× | 1.52× | 1.48× | 1.46× |
-| 13c | 1.02× | 0.98× | 1.10× | 0.83× | 1.22× | 1.09× |
+| row | 14:35 | 14:38 | 14:41 | 14:49 |
+| --- | --- | --- | --- | --- |
+| 1 | 3.01× | 2.26× | 2.66× | 2.17× |
+| 2b | 0.11× | 0.26× | 0.11× | 0.24× |
+| 3a | 0.43× | 0.14× | 0.38× | 0.44× |
+| 3b (p99 wait) | 9.6 ms | 35.3 ms | 7.6 ms | 9.8 ms |
+| 3c | 1.40× | 1.13× | 1.66× | 1.47× |
+| 8 | 1.51× | 1.47× | 1.48× | 1.48× |
+| 8a | 1.49× | 1.00× | 1.71× | 1.82× |
+| 8c | 1.16× | 1.12× | 1.11× | 1.21× |
+| 9a | 2.21× | 2.20× | 2.14× | 2.21× |
+| 9b | 1.62× | 1.56× | 1.62× | 1.58× |
+| 9c | 1.61× | 1.55× | 1.53× | 1.57× |
+| 10 | 0.61× | 0.74× | 0.65× | 0.57× |
+| 12c | 1.52× | 1.49× | 1.50× | 1.49× |
+| 13c | - | - | 0.97× | 1.14× |
 
-Row 1 runs first and swings most; 9a, the same command measured later in
-each run, stays at 2.3–2.5× but once. 12a/12b read 1.14–1.21× in every run;
-12c passed in five of the six.
+Row 1 ran first in each run; since the 14:49 run it has two untimed rounds
+first (9a, the same command later in the run, read 2.14–2.21× in all four).
+The contended rows now take medians of 5 rounds and the others of 9.
 
 ## Earlier rows against the previous full run (2026-11-26)
 
 Checked against that run's table and, where the ratio moved by more than
 10%, by running the same rows alternately from that run's tree (478737f) and
-from this one, minutes apart, in one shell loop:
+from this one, minutes apart, in one shell loop (`TMPDIR=/srv/sbt`, each
+tree's own `scripts/bench.py --only …`):
 
-- **2a, 4, 5, 6, 7** are within 10% of that run or better (2a 1.13× →
-  ~1.07×, 4 1.31× → ~1.4×, 6 2.30× → ~2.3×).
-- **3a** (0.44× then) read 0.19–0.51× over the six runs, and alternating
-  runs gave 0.44/0.42× for the old tree and 0.40/0.32× for this one: this
-  row swings more between runs than the code moves it.
-- **1** (2.22× then; 2.23× in the run above, 2.23–5.08× over the six):
-  alternating runs gave 2.20/2.24/2.29× for the old tree and 2.51/2.38/2.46×
-  for this one (288–302 µs against 303–314 µs per command). About 5% more
-  per command: the checks issue 10 added to every command (R27's head
-  record, R29's reference lock and view check, the view policy read) cost
-  more than this round's cuts saved on the `sync` path, whose view swap (a
-  file created and removed per command, ~45 µs with the log fsync's share)
-  dominates.
-- **2b** (0.14× then, 0.15–0.30× over the six runs; still ahead of the
-  reference by three times or more): a candidate append at 1,000 versions in a loop, with fsync,
-  took ~990 µs from the old tree and ~1,450 µs from this one, five alternations
-  each. The difference is R8 made exact (issue 10, item 20): a process sees
-  bodies placed by anyone since its last command, so a folder whose mtime
-  changed — every append changes it — is listed again, and listing the 1,200
-  entries of that scenes folder costs ~380 µs here (three `getdents64` of
-  ~126 µs). The old tree listed once per process and probed upward, which
-  missed an orphan above a gap. A `scenelog add` process lists the folder
-  once either way; only a long-lived process adding candidates back to back
-  pays it per append. 2a stays flat because both of its batches share that
-  folder.
-- **3c** (1.95× then, 1.07–1.79× over the six runs) divides the four-batch
-  throughput by the one-batch throughput of the same run, and both sides
-  move with the disk. In the alternating runs the four-batch side read
-  4,372/s and 3,191/s from the old tree and 3,304/s and 2,200/s from this
-  one, in the order old, new, old, new: it sank by ~1,000/s from each run to
-  the next, as much as the difference between the trees, so those runs
-  cannot tell them apart. The one-batch side read 2,454/1,876/s (old) and
-  2,520/1,886/s (this one).
-- **3b**'s p99 wait is judged against its target (≤ 50 ms): 6.6–9.2 ms in
-  five of the six runs (28 ms in one), 9.8 ms then (6.9–7.6 ms for the old
-  tree in the alternating runs).
-- **8a** divides row 1's time by the SQLite peer's, which was 383 µs on that
-  day's disk and 190–340 µs since (see 8c above): 1.03–2.48× today.
+- **2a, 3a, 3b, 4, 5, 6, 7, 8b** are within 10% of that run or better (2a
+  1.13× → 1.02×, 3a 0.44× → 0.44×, 4 1.31× → 1.39×, 6 2.30× → 2.44×; 3b's p99
+  is judged against its target, ≤ 50 ms).
+- **1** (2.22× then, 2.17× in the table): alternating runs gave 2.22/2.19/2.00×
+  for the old tree (348/311/305 µs per command) and 2.45/2.30/2.28× for this
+  one (311/385/297 µs); the primitive, timed beside each, moved more than our
+  command did.
+- **2b** (0.14× then, 0.11–0.26× in the four runs): alternating runs gave
+  0.19/0.24/0.26× for the old tree and 0.19/0.24/0.22× for this one. A
+  candidate append creates two files and a link in a folder of 1,200
+  entries, and what that costs moves from run to run with the disk, on both
+  trees alike. R8 made exact (issue 10) had made a long-lived writer list
+  the folder at every append (~365 µs at 1,200 entries); a process now
+  follows a folder it lists a second time with inotify, which put this row
+  back level with the old tree (without fsync, 1,313–1,393 µs per append
+  against 1,340–1,450 µs).
+- **3c** (1.95× then, 1.13–1.66× in the four runs) divides the four-batch
+  throughput by the one-batch one. Six alternating runs: one batch 2,359–
+  2,866/s (old) against 2,673–2,957/s (this one), four batches 3,865–
+  5,014/s against 3,783–4,356/s, ratio 1.53–1.84× against 1.29–1.47×. The
+  four-batch workload alone, both trees' workers on one store, alternating
+  in one script (12 rounds each): 4,180/s (old) and 4,072/s (this one), 3%
+  apart, while one tree's rounds ranged 3,416–4,528/s. The ratio fell mostly
+  because the one-batch side got faster; that a bench run of the old tree
+  shows its four-batch side higher than this one's by ~10% more than the
+  same-store comparison does is the two benchmarks' own difference (each
+  tree's run uses its own harness).
+- **8a** divides row 1's time by the SQLite peer's: the peer took 383 µs per
+  save on that day's disk and 192–276 µs in today's runs, while our command
+  went from 415 µs to 276–379 µs; 1.00–1.82× today.
 """
