@@ -355,31 +355,31 @@ def _list_folder(folder: Path, listings: Listings, follow: bool) -> _Listing | N
         before = os.stat(folder)
     except (FileNotFoundError, NotADirectoryError):
         return None
-    listing = _Listing(before.st_mtime_ns, False, "")
+    mtime = before.st_mtime_ns
+    if mtime % 1_000_000 == 0:
+        granularity = 2_000_000_000
+    listing = _Listing(mtime, mtime + granularity <= now, "")
     if follow and _notify.local(before.st_dev):
         with _notify.guard:
             _notify.follow(folder, listing)
     try:
         names = "\n" + "\n".join(os.listdir(folder)) + "\n"
-        st = os.stat(folder) if listing.watch is not None else before
+        after = os.stat(folder) if listing.watch is not None else before
     except BaseException as e:
         with _notify.guard:
             _notify.unfollow(listing)
         if isinstance(e, (FileNotFoundError, NotADirectoryError)):
             return None
         raise
-    listing.mtime_ns = mtime = st.st_mtime_ns
-    if mtime % 1_000_000 == 0:
-        granularity = 2_000_000_000
-    listing.trusted = mtime + granularity <= now
-    if listing.watch is None:
+    if listing.watch is None and listing.building is None:
         listing.names = names
     else:
         with _notify.guard:
             _notify.built(listing, names)
-            if (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino):
-                _notify.unfollow(listing)
-    listings.keep((st.st_dev, st.st_ino), listing)
+            if (after.st_dev, after.st_ino) != (before.st_dev, before.st_ino):
+                _notify.unfollow(listing)  # replaced while listed: this command's only
+                listing.trusted = False
+    listings.keep((before.st_dev, before.st_ino), listing)
     return listing
 
 
