@@ -169,10 +169,13 @@ def test_listings_closed_or_dropped_leave_no_watch_in_the_kernel(tmp_path: Path)
 def test_only_a_local_filesystem_is_followed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert numbering._notify.local(os.stat(tmp_path).st_dev)  # the test's own disk
-    assert not numbering._notify.local(os.makedev(4095, 4095))  # no such mount
+    followed(paths_in(tmp_path / "first"), numbering.Listings())  # the instance exists
+    assert numbering._notify.local(tmp_path)  # the test's own disk
+    assert numbering._notify.local(Path("/dev/shm"))  # tmpfs
+    assert not numbering._notify.local(Path("/proc"))  # not a filesystem inotify sees whole
+    assert not numbering._notify.local(tmp_path / "missing")
     # A folder inotify cannot see whole (NFS: other hosts' writes) keeps the mtime rule.
-    monkeypatch.setattr(numbering._notify, "local", lambda device: False)
+    monkeypatch.setattr(numbering._notify, "local", lambda folder: False)
     store = SceneVersionStore("show", 1, root=tmp_path)
     for shots in range(1, 5):
         store.write_scene_candidate(B, scene(shots=shots))
@@ -197,6 +200,56 @@ def test_a_name_with_a_newline_is_not_a_body_and_takes_nothing_with_it(tmp_path:
     odd.unlink()
     (folder / f"{B}.v003.json").unlink()  # a body event of B: its highest is counted again
     assert numbering.highest_on_disk(paths, listings) == 5
+
+
+def test_a_name_with_a_newline_present_when_listed_leaves_no_phantom(tmp_path: Path) -> None:
+    paths = paths_in(tmp_path)
+    odd = paths.scenes_dir / f"junk\n{B}.v090.json"
+    odd.touch()
+    listings = numbering.Listings()
+    followed(paths, listings)
+    odd.unlink()
+    body(paths.scenes_dir, 1)
+    assert numbering.highest_on_disk(paths, listings) == 1
+
+
+def test_an_interrupt_while_a_listing_replays_its_changes_leaves_no_watch(
+    tmp_path: Path, listdir_hook: list[object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    followed(paths_in(tmp_path / "warm"), numbering.Listings())
+    gc.collect()
+    with numbering._notify.guard:
+        numbering._notify.drain()
+    before = kernel_watches()
+    paths = paths_in(tmp_path / "p")
+
+    def interrupted(self: numbering._Listing, name: str) -> None:
+        raise KeyboardInterrupt
+
+    def meanwhile(path: object) -> None:
+        body(paths.scenes_dir, 2)
+        with numbering._notify.guard:
+            numbering._notify.drain()  # buffered in the listing being made
+        monkeypatch.setattr(numbering._Listing, "added", interrupted)
+
+    listdir_hook.append(meanwhile)
+    with pytest.raises(KeyboardInterrupt):
+        numbering._list_folder(paths.scenes_dir, numbering.Listings(), follow=True)
+    monkeypatch.undo()
+    gc.collect()
+    with numbering._notify.guard:
+        numbering._notify.drain()
+    assert kernel_watches() == before
+
+
+def test_a_reference_lock_is_entered_once(tmp_path: Path) -> None:
+    paths = paths_in(tmp_path)
+    (paths.scenes_dir / f"{B}.versions.lock").touch()
+    before = len(os.listdir("/proc/self/fd"))
+    lock = views.reference_lock(paths, timeout=1.0)
+    with lock, pytest.raises(RuntimeError, match="entered once"):
+        lock.__enter__()
+    assert len(os.listdir("/proc/self/fd")) == before
 
 
 def test_a_reference_lock_never_entered_opens_nothing(tmp_path: Path) -> None:

@@ -65,13 +65,14 @@ class _Listing:
         if known is None:
             # v1000 and up first (few), else the largest three-digit name, compared as
             # text: no per-name Python work in a folder of thousands of bodies. Each
-            # name sits between newlines; a literal start lets the regex skip ahead.
-            prefix = "\n" + re.escape(batch_id) + r"\.v"
-            long = re.findall(prefix + r"([1-9][0-9]{3,})\.json(?=\n)", self.names)
+            # name sits between slashes (a name can hold a newline, never a "/"); a
+            # literal start lets the regex skip ahead.
+            prefix = "/" + re.escape(batch_id) + r"\.v"
+            long = re.findall(prefix + r"([1-9][0-9]{3,})\.json(?=/)", self.names)
             if long:
                 known = max(map(int, long))
             else:
-                short = re.findall(prefix + r"([0-9]{3})\.json(?=\n)", self.names)
+                short = re.findall(prefix + r"([0-9]{3})\.json(?=/)", self.names)
                 known = int(max(short, default="000"))
             self.highest[batch_id] = known
         return known
@@ -88,7 +89,7 @@ class _Listing:
         if name in bodies:
             return  # renamed over an entry of the same name
         bodies.add(name)
-        self.names += name + "\n"
+        self.names += name + "/"
         known = self.highest.get(body[1])
         if known is not None:
             self.highest[body[1]] = max(known, int(body[2]))
@@ -103,13 +104,13 @@ class _Listing:
         if body is None or bodies is None or name not in bodies:
             return
         bodies.discard(name)
-        self.names = self.names.replace("\n" + name + "\n", "\n", 1)
+        self.names = self.names.replace("/" + name + "/", "/", 1)
         self.highest.pop(body[1], None)  # counted again from the names when asked
 
     def _bodies(self) -> set[str]:
         """The body names of the listing, as a set (made at the first change seen)."""
         if self.body_names is None:
-            self.body_names = set(filter(_BODY_NAME.fullmatch, self.names.split("\n")))
+            self.body_names = set(filter(_BODY_NAME.fullmatch, self.names.split("/")))
         return self.body_names
 
 
@@ -122,8 +123,20 @@ _WATCH_MASK = (
 )
 _GONE = _IN_DELETE_SELF | _IN_MOVE_SELF | _IN_UNMOUNT | _IN_IGNORED
 _LOCAL_FILESYSTEMS = frozenset(
-    ("ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs", "bcachefs", "zfs", "tmpfs", "ramfs", "overlay")
+    (
+        0xEF53,  # ext2, ext3, ext4
+        0x58465342,  # xfs
+        0x9123683E,  # btrfs
+        0xF2F52010,  # f2fs
+        0xCA451A4E,  # bcachefs
+        0x2FC12FC1,  # zfs
+        0x01021994,  # tmpfs
+        0x858458F6,  # ramfs
+    )
 )
+"""statfs(2) types of filesystems whose changes all pass through this kernel. Not
+overlay (a change made to a layer underneath is not seen), nor any network or
+FUSE filesystem (another host's writes are not seen)."""
 _EVENT = struct.Struct("iIII")
 """struct inotify_event: wd, mask, cookie, len (then len bytes of NUL-padded name)."""
 
@@ -138,9 +151,9 @@ class _Notify:
     each FileLog knows stays in its own :class:`Listings`. A forked child
     starts without it. Every followed listing is read and changed only under
     ``guard``; a watch is removed when its last follower stops following.
-    Only folders on a local filesystem are followed: inotify does not see
-    what other hosts write to a network filesystem (there the mtime rule
-    serves).
+    Only folders on a local filesystem are followed (:data:`_LOCAL_FILESYSTEMS`):
+    inotify does not see what other hosts write to a network filesystem
+    (there the mtime rule serves).
     """
 
     def __init__(self) -> None:
@@ -150,45 +163,41 @@ class _Notify:
         self._rm_watch: Any = None
         self.listeners: dict[int, weakref.WeakSet[_Listing]] = {}
         self.dropped: list[_Listing] = []  # by finalizers (no lock there): unfollowed at a drain
-        self._filesystems: dict[int, str] = {}
-
-    def local(self, device: int) -> bool:
-        """Whether ``device`` holds a filesystem whose changes inotify sees, all of them."""
-        kind = self._filesystems.get(device)
-        if kind is None:
-            mounts = "/proc/self/mountinfo"
-            with (
-                contextlib.suppress(OSError, ValueError, IndexError),
-                open(mounts, encoding="utf-8", errors="replace") as f,
-            ):
-                for line in f:
-                    fields = line.split()
-                    major, minor = fields[2].split(":")
-                    kind = fields[fields.index("-", 6) + 1]
-                    self._filesystems[os.makedev(int(major), int(minor))] = kind
-            kind = self._filesystems.setdefault(device, "unknown")
-        return kind in _LOCAL_FILESYSTEMS
+        self._statfs: Any = None
+        self._statfs_buffer: Any = None
+        self._fs_type: Any = None
 
     def follow(self, folder: Path, listing: _Listing) -> None:
         """Under ``guard``: from now on ``listing`` gets the folder's changes
-        (buffered until :meth:`built`), if a watch can be had."""
+        (buffered until :meth:`built`), if the folder is on a local filesystem
+        and a watch can be had."""
         if self.fd == -1:
             try:
                 import ctypes
 
                 libc = ctypes.CDLL(None, use_errno=True)
+                self._statfs = libc.statfs
+                self._statfs_buffer = ctypes.create_string_buffer(256)
+                self._fs_type = ctypes.c_long.from_buffer(self._statfs_buffer)  # f_type is first
                 fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
                 self._add_watch, self._rm_watch = libc.inotify_add_watch, libc.inotify_rm_watch
                 self.fd = fd if fd >= 0 else -2
             except (OSError, AttributeError):
                 self.fd = -2
-        if self.fd < 0:
+        if self.fd < 0 or not self.local(folder):
             return
         self.drain()  # what is queued already goes to the listings it concerns
         wd = int(self._add_watch(self.fd, os.fsencode(folder), _WATCH_MASK | _IN_ONLYDIR))
         if wd >= 0:
             listing.watch, listing.building = wd, []
             self.listeners.setdefault(wd, weakref.WeakSet()).add(listing)
+
+    def local(self, folder: Path) -> bool:
+        """Whether ``folder`` is on a filesystem whose every change inotify sees
+        (``statfs``'s type, asked each time: device numbers of mounts are reused)."""
+        if self._statfs(os.fsencode(folder), self._statfs_buffer) != 0:
+            return False
+        return self._fs_type.value & 0xFFFFFFFF in _LOCAL_FILESYSTEMS
 
     def built(self, listing: _Listing, names: str) -> None:
         """Under ``guard``: the listing's names are in; apply what changed meanwhile.
@@ -319,6 +328,10 @@ class Listings:
     def keep(self, key: tuple[int, int], listing: _Listing) -> None:
         if len(self.by_folder) >= LIMIT:
             self.close()
+        old = self.by_folder.get(key)
+        if old is not None and old.watch is not None:
+            with _notify.guard:
+                _notify.unfollow(old)
         self.by_folder[key] = listing
 
 
@@ -359,11 +372,11 @@ def _list_folder(folder: Path, listings: Listings, follow: bool) -> _Listing | N
     if mtime % 1_000_000 == 0:
         granularity = 2_000_000_000
     listing = _Listing(mtime, mtime + granularity <= now, "")
-    if follow and _notify.local(before.st_dev):
+    if follow:
         with _notify.guard:
             _notify.follow(folder, listing)
     try:
-        names = "\n" + "\n".join(os.listdir(folder)) + "\n"
+        names = "/" + "/".join(os.listdir(folder)) + "/"
         after = os.stat(folder) if listing.watch is not None else before
     except BaseException as e:
         with _notify.guard:
@@ -375,7 +388,11 @@ def _list_folder(folder: Path, listings: Listings, follow: bool) -> _Listing | N
         listing.names = names
     else:
         with _notify.guard:
-            _notify.built(listing, names)
+            try:
+                _notify.built(listing, names)
+            except BaseException:
+                _notify.unfollow(listing)
+                raise
             if (after.st_dev, after.st_ino) != (before.st_dev, before.st_ino):
                 _notify.unfollow(listing)  # replaced while listed: this command's only
                 listing.trusted = False

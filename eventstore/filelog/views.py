@@ -395,6 +395,8 @@ class _ReferenceLock:
         self._key: tuple[int, int] | None = None
 
     def __enter__(self) -> None:
+        if self._fd is not None:
+            raise RuntimeError("a reference lock is entered once; ask reference_lock() for another")
         paths = self._paths
         fd = _open_existing(f"{paths.scenes_dir}/{paths.batch_id}.versions.lock")
         if fd is None:
