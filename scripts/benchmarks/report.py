@@ -220,13 +220,13 @@ after returning would let a tool see the old pointer after `conform`
 returned.
 
 **3c (4 batches against one, target 1.5×; 1.58× in the table, 1.13–1.66×
-over the five runs)** divides two of our own throughputs. Alternating runs
-of rows 1–3 from the 2026-11-26 tree and this one (below) show the
-four-batch side within ~3% of the old tree's and the one-batch side faster
-(the spin before polling): the ratio fell because its denominator rose. The
-four batches share one scenes folder, so under `sync` their view swaps (a
-file created, exchanged and removed per command) queue on that folder's
-lock, and creating a file costs 15–380 µs on this disk depending on the day.
+over the five runs)** divides two of our own throughputs. Runs alternating
+with the 2026-11-26 tree (below) put the four-batch side within ~3% of the
+old tree's when both run on one store, and the one-batch side faster (the
+spin before polling): the ratio fell because its denominator rose. The four
+batches share one scenes folder, so under `sync` their view swaps (a file
+created, exchanged and removed per command) queue on that folder's lock, and
+creating a file costs 15–380 µs on this disk depending on the day.
 
 **13c (PostgreSQL, 4 processes × 4 batches against eventsourcing's recorder;
 target ≥ 1.5×).** Both sides are CPU-bound on this 2-core machine, not
