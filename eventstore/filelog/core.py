@@ -65,7 +65,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from types import TracebackType
@@ -731,20 +731,10 @@ class FileLogCore(EventLog):
             path = self._head_records[batch_id] = self.layout.head_record(batch_id)
         return path
 
-    @contextlib.contextmanager
     def session(
         self, batch_id: str, *, timeout: float = DEFAULT_LOCK_TIMEOUT
-    ) -> Iterator[LogSession]:
-        paths = self.layout.batch(batch_id)
-        state = self._mine()
-        with batch_lock(paths.lock, timeout=timeout, batch_id=batch_id):
-            session = self._open_session(paths, batch_id, state)
-            try:
-                yield session
-            except BaseException:
-                session.finish()
-                raise
-        session.finish()
+    ) -> AbstractContextManager[LogSession]:
+        return _Command(self, batch_id, timeout, guarded=False)
 
     def _open_session(self, paths: BatchPaths, batch_id: str, state: _State) -> _FileSession:
         """Under the batch lock: catch up, read the policy, build the session."""
@@ -786,28 +776,33 @@ class FileLogCore(EventLog):
         a reference manifest or a lost log (R21), a batch with events for a
         ``versions.json`` changed by another tool (R29, ForeignView).
         """
-        return _Command(self, batch_id, timeout)
+        return _Command(self, batch_id, timeout, guarded=True)
+
+
+_UNLOCKED = contextlib.nullcontext()
 
 
 class _Command:
-    """:meth:`FileLogCore.command` as one class-based context manager (three nested
-    generator context managers cost every command ~4 µs). Same order as before:
-    reference lock, batch lock, session; on leaving, the batch lock is released,
-    then the session's fsync (under the batch lock when the block raised), then
-    the reference lock."""
+    """:meth:`FileLogCore.command` (``guarded``) and :meth:`FileLogCore.session`
+    as one class-based context manager (nested generator context managers cost
+    every command ~4 µs). Order: the reference lock (guarded only), the batch
+    lock, the session, R21/R29 (guarded only); on leaving, the batch lock is
+    released, then the session's fsync (under the batch lock when the block
+    raised), then the reference lock."""
 
-    __slots__ = ("_batch_id", "_core", "_lock", "_ref", "_session", "_timeout")
+    __slots__ = ("_batch_id", "_core", "_guarded", "_lock", "_ref", "_session", "_timeout")
 
-    def __init__(self, core: FileLogCore, batch_id: str, timeout: float) -> None:
+    def __init__(self, core: FileLogCore, batch_id: str, timeout: float, guarded: bool) -> None:
         self._core = core
         self._batch_id = batch_id
         self._timeout = timeout
+        self._guarded = guarded
 
     def __enter__(self) -> LogSession:
         core, batch_id, timeout = self._core, self._batch_id, self._timeout
         paths = core.layout.batch(batch_id)
         deadline = time.monotonic() + timeout
-        ref = views.reference_lock(paths, timeout=timeout)
+        ref = views.reference_lock(paths, timeout=timeout) if self._guarded else _UNLOCKED
         ref.__enter__()
         try:
             remaining = max(deadline - time.monotonic(), 0.0)
@@ -816,21 +811,22 @@ class _Command:
             lock.__enter__()
             try:
                 session = core._open_session(paths, batch_id, state)
-                try:
-                    fold = session.fold
-                    if fold.seq == 0:
-                        views.check_unimported(paths)
-                    else:
-                        session.view_present = views.check_view(
-                            paths,
-                            fold,
-                            lambda: core.read(batch_id),
-                            state.views,
-                            session.snapshot,
-                        )
-                except BaseException:
-                    session.finish()
-                    raise
+                if self._guarded:
+                    try:
+                        fold = session.fold
+                        if fold.seq == 0:
+                            views.check_unimported(paths)
+                        else:
+                            session.view_present = views.check_view(
+                                paths,
+                                fold,
+                                lambda: core.read(batch_id),
+                                state.views,
+                                session.snapshot,
+                            )
+                    except BaseException:
+                        session.finish()
+                        raise
             except BaseException as e:
                 lock.__exit__(type(e), e, e.__traceback__)
                 raise

@@ -148,14 +148,22 @@ would pay for one swap that a rename does ~0.1 ms slower (issue 15, row 12);
 a process that keeps writing repays it within a few dozen swaps."""
 
 
+def libc() -> Any:
+    """The C library through ctypes, loaded by the first caller (ctypes costs a
+    reader's start-up, ~2 ms): renameat2 here, inotify and statfs for R8."""
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)
+
+
 def _load_renameat2() -> Any:
-    """libc's ``renameat2``, loaded at the first swap (ctypes costs a reader's start-up)."""
+    """libc's ``renameat2``, loaded at the first swap."""
     global _renameat2, _exchange_works, _get_errno
     if _renameat2 is None and _exchange_works:
         import ctypes
 
         try:
-            _renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+            _renameat2 = libc().renameat2
             _get_errno = ctypes.get_errno
         except (OSError, AttributeError):
             _exchange_works = False

@@ -26,14 +26,22 @@ from pathlib import Path
 from typing import Any
 
 from eventstore.filelog.paths import BatchPaths
+from eventstore.rules import body_version
 
 __all__ = ["LIMIT", "Listings", "highest_on_disk"]
 
 LIMIT = 4096
 """Scenes folders whose listing one FileLog keeps."""
 
-_BODY_NAME = re.compile(r"(.+)\.v([1-9][0-9]{3,}|[0-9]{3})\.json")
-"""A body's name as :meth:`_Listing.highest_of` counts it: batch id, version."""
+
+def _body(name: str) -> tuple[str, int] | None:
+    """(batch id, version) of a body's name as the store names bodies
+    (:func:`eventstore.rules.body_version`); None for any other name."""
+    at = name.rfind(".v")
+    if at <= 0:
+        return None
+    version = body_version(name[:at], name)
+    return None if version is None else (name[:at], version)
 
 
 class _Listing:
@@ -82,7 +90,7 @@ class _Listing:
         if self.building is not None:
             self.building.append((True, name))
             return
-        body = _BODY_NAME.fullmatch(name)
+        body = _body(name)
         if body is None:
             return  # temp files, views, logs: every command makes a few
         bodies = self._bodies()
@@ -90,27 +98,26 @@ class _Listing:
             return  # renamed over an entry of the same name
         bodies.add(name)
         self.names += name + "/"
-        known = self.highest.get(body[1])
+        known = self.highest.get(body[0])
         if known is not None:
-            self.highest[body[1]] = max(known, int(body[2]))
+            self.highest[body[0]] = max(known, body[1])
 
     def removed(self, name: str) -> None:
         """A name removed or renamed away."""
         if self.building is not None:
             self.building.append((False, name))
             return
-        body = _BODY_NAME.fullmatch(name)
-        bodies = self._bodies() if body is not None else None
-        if body is None or bodies is None or name not in bodies:
+        body = _body(name)
+        if body is None or name not in self._bodies():
             return
-        bodies.discard(name)
+        self._bodies().discard(name)
         self.names = self.names.replace("/" + name + "/", "/", 1)
-        self.highest.pop(body[1], None)  # counted again from the names when asked
+        self.highest.pop(body[0], None)  # counted again from the names when asked
 
     def _bodies(self) -> set[str]:
         """The body names of the listing, as a set (made at the first change seen)."""
         if self.body_names is None:
-            self.body_names = set(filter(_BODY_NAME.fullmatch, self.names.split("/")))
+            self.body_names = {n for n in self.names.split("/") if _body(n) is not None}
         return self.body_names
 
 
@@ -175,7 +182,9 @@ class _Notify:
             try:
                 import ctypes
 
-                libc = ctypes.CDLL(None, use_errno=True)
+                from eventstore.filelog.fsio import libc as load_libc
+
+                libc = load_libc()
                 self._statfs = libc.statfs
                 self._statfs_buffer = ctypes.create_string_buffer(256)
                 self._fs_type = ctypes.c_long.from_buffer(self._statfs_buffer)  # f_type is first
