@@ -43,7 +43,7 @@ from eventstore import SceneVersionStore
 from projections import Projection
 
 from .fixtures import PROJECT, REPO, scene
-from .report import Row
+from .report import Row, missing
 from .timing import pct, us
 
 if TYPE_CHECKING:
@@ -70,17 +70,11 @@ for i in range(count):
 
 
 def _missing(what: str) -> list[Row]:
-    return [
-        {
-            "row": "14. `scenelog serve`: gate over HTTP, SSE fan-out",
-            "ours": "-",
-            "base": "-",
-            "base_what": what,
-            "ratio": None,
-            "target": "gate p99 ≤ 10 ms; SSE 0 missed, p99 ≤ 1 s",
-            "ok": False,
-        }
-    ]
+    return missing(
+        "14. `scenelog serve`: gate over HTTP, SSE fan-out",
+        "gate p99 ≤ 10 ms; SSE 0 missed, p99 ≤ 1 s",
+        what,
+    )
 
 
 def _build(root: Path) -> None:

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from .fixtures import REPO, big_log, scene
-from .report import Row
+from .report import Row, missing
 from .timing import paired, pct, seconds, us
 
 PROJECT = "bench"
@@ -56,17 +56,11 @@ WATCH_APPENDS = 200
 
 
 def _missing(what: str) -> list[Row]:
-    return [
-        {
-            "row": "13. PostgreSQL backend vs eventsourcing (PostgreSQL)",
-            "ours": "-",
-            "base": "-",
-            "base_what": what,
-            "ratio": None,
-            "target": "ahead on 4×4 by ≥ 1.5× and on replay; watcher p99 ≤ 10 ms",
-            "ok": False,
-        }
-    ]
+    return missing(
+        "13. PostgreSQL backend vs eventsourcing (PostgreSQL)",
+        "ahead on 4×4 by ≥ 1.5× and on replay; watcher p99 ≤ 10 ms",
+        what,
+    )
 
 
 def _run_as_postgres(*args: str) -> None:

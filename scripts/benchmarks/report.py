@@ -78,6 +78,21 @@ def machine() -> str:
     )
 
 
+def missing(row: str, target: str, what: str) -> list[Row]:
+    """The one row a step reports when it cannot run here (``what``: why), a miss."""
+    return [
+        {
+            "row": row,
+            "ours": "-",
+            "base": "-",
+            "base_what": what,
+            "ratio": None,
+            "target": target,
+            "ok": False,
+        }
+    ]
+
+
 def table(rows: list[Row]) -> str:
     """The Markdown table of ``rows``, in order."""
     lines = [
